@@ -1,0 +1,38 @@
+# `make run`: set up, train FIT + Two-Tower on the embedded synthetic data, publish, serve :8000.
+# `make test`: set up and run the whole suite (real Redis, real uvicorn, real ONNX Runtime).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARTIFACTS ?= artifacts
+
+.PHONY: setup run train serve test lint typecheck clean
+
+$(STAMP): requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+train: setup
+	$(PY) -m offline_jobs run
+
+serve: setup
+	PRERANK_BUNDLE_DIR=$${PRERANK_BUNDLE_DIR:-$(ARTIFACTS)/bundles/current} $(PY) -m service
+
+run: train serve
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: setup
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(ARTIFACTS) .pytest_cache .ruff_cache .mypy_cache

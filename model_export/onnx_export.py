@@ -1,0 +1,185 @@
+"""ONNX graphs of the serving path: the K-way user tower and the scorer (gather inside the graph).
+
+Both graphs wrap the model's own `encode_user` and `score`: no serving math is written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from prerank_contract.manifest import SCORER_FILE, USER_TOWER_FILE, GraphSpec, TensorSpec
+from prerank_model.models.base import PrerankModel
+
+log = logging.getLogger(__name__)
+
+USER_TOWER = "user_tower"
+SCORER = "scorer"
+USER_FEATURES, HISTORY, USER_HEADS = "user_features", "history", "user_heads"
+ITEM_HEADS, META_INDEX, LOGITS = "item_heads", "meta_index", "logits"
+
+
+class ParityError(Exception):
+    """An exported graph disagrees with PyTorch beyond the tolerance: no bundle is produced."""
+
+
+class UserTowerGraph(nn.Module):
+    """(user_features [B, S_u] int64, history [B, L, S_i] int64) -> user_heads [B, K, H_u, d]."""
+
+    def __init__(self, model: PrerankModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, user_features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_user(user_features, history)
+
+
+class ScorerGraph(nn.Module):
+    """(user_heads [K, H_u, d], item_heads [N, H_v, d], meta_index [N] int64) -> logits [N]."""
+
+    def __init__(self, model: PrerankModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, user_heads: torch.Tensor, item_heads: torch.Tensor, meta_index: torch.Tensor
+    ) -> torch.Tensor:
+        return self.model.score(user_heads, item_heads, meta_index)
+
+
+@dataclass(frozen=True)
+class ParitySample:
+    """A real batch for export and parity: users with histories, and precomputed item rows.
+
+    user_features [B, S_u], history [B, L, S_i], item_heads [N, H_v, d] float32,
+    meta_index [N] int64.
+    """
+
+    user_features: np.ndarray
+    history: np.ndarray
+    item_heads: np.ndarray
+    meta_index: np.ndarray
+
+
+def _spec(name: str, array: np.ndarray, dynamic: dict[int, str]) -> TensorSpec:
+    shape: list[int | str] = [dynamic.get(axis, size) for axis, size in enumerate(array.shape)]
+    return TensorSpec(name=name, dtype=str(array.dtype), shape=shape)
+
+
+# The exporter logs every optimisation pass at INFO; keep the job's log about the job.
+_NOISY_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx")
+
+
+def _export(
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    dynamic_shapes: dict[str, object],
+    output_name: str,
+    path: Path,
+) -> None:
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            inputs,
+            str(path),
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes=dynamic_shapes,
+            output_names=[output_name],
+            verbose=False,
+        )
+
+
+@torch.no_grad()
+def export_graphs(model: PrerankModel, sample: ParitySample, out_dir: Path) -> dict[str, GraphSpec]:
+    """Write user_tower.onnx and scorer.onnx into `out_dir`; return their I/O specs."""
+    model.eval()
+    batch, users = torch.export.Dim("batch"), torch.export.Dim("history_length")
+    candidates = torch.export.Dim("candidates")
+    user_features = torch.from_numpy(sample.user_features)
+    history = torch.from_numpy(sample.history)
+    _export(
+        UserTowerGraph(model),
+        (user_features, history),
+        {USER_FEATURES: {0: batch}, HISTORY: {0: batch, 1: users}},
+        USER_HEADS,
+        out_dir / USER_TOWER_FILE,
+    )
+    user_heads = model.encode_user(user_features[:1], history[:1])[0].numpy()
+    _export(
+        ScorerGraph(model),
+        (
+            torch.from_numpy(user_heads),
+            torch.from_numpy(sample.item_heads),
+            torch.from_numpy(sample.meta_index),
+        ),
+        {USER_HEADS: None, ITEM_HEADS: {0: candidates}, META_INDEX: {0: candidates}},
+        LOGITS,
+        out_dir / SCORER_FILE,
+    )
+    heads_out = np.zeros((1, *user_heads.shape), dtype=np.float32)
+    return {
+        USER_TOWER: GraphSpec(
+            file=USER_TOWER_FILE,
+            inputs=[
+                _spec(USER_FEATURES, sample.user_features, {0: "batch"}),
+                _spec(HISTORY, sample.history, {0: "batch", 1: "history_length"}),
+            ],
+            outputs=[_spec(USER_HEADS, heads_out, {0: "batch"})],
+        ),
+        SCORER: GraphSpec(
+            file=SCORER_FILE,
+            inputs=[
+                _spec(USER_HEADS, user_heads, {}),
+                _spec(ITEM_HEADS, sample.item_heads, {0: "candidates"}),
+                _spec(META_INDEX, sample.meta_index, {0: "candidates"}),
+            ],
+            outputs=[_spec(LOGITS, np.zeros(1, np.float32), {0: "candidates"})],
+        ),
+    }
+
+
+@torch.no_grad()
+def check_parity(
+    model: PrerankModel, sample: ParitySample, out_dir: Path, tolerance: float
+) -> dict[str, float]:
+    """Run both graphs in ONNX Runtime on the real sample and compare with eval-mode PyTorch.
+
+    Returns graph name -> max abs diff; raises ParityError when any exceeds `tolerance`.
+    The scorer is checked for every user of the sample against all N item rows.
+    """
+    model.eval()
+    user_tower = ort.InferenceSession(str(out_dir / USER_TOWER_FILE))
+    scorer = ort.InferenceSession(str(out_dir / SCORER_FILE))
+    user_features = torch.from_numpy(sample.user_features)
+    history = torch.from_numpy(sample.history)
+    expected_heads = model.encode_user(user_features, history).numpy()
+    (onnx_heads,) = user_tower.run(
+        None, {USER_FEATURES: sample.user_features, HISTORY: sample.history}
+    )
+    diffs = {USER_TOWER: float(np.abs(onnx_heads - expected_heads).max())}
+    item_heads = torch.from_numpy(sample.item_heads)
+    meta_index = torch.from_numpy(sample.meta_index)
+    scorer_diff = 0.0
+    for heads in expected_heads:
+        expected = model.score(torch.from_numpy(heads), item_heads, meta_index).numpy()
+        (logits,) = scorer.run(
+            None, {USER_HEADS: heads, ITEM_HEADS: sample.item_heads, META_INDEX: sample.meta_index}
+        )
+        scorer_diff = max(scorer_diff, float(np.abs(logits - expected).max()))
+    diffs[SCORER] = scorer_diff
+    log.info("parity (max abs diff): %s", diffs)
+    failed = {name: diff for name, diff in diffs.items() if not diff <= tolerance}
+    if failed:
+        raise ParityError(f"ONNX parity failed (tolerance {tolerance}): {failed}")
+    return diffs

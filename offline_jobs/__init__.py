@@ -1,0 +1,1 @@
+"""Offline jobs: data -> train -> evaluate -> export -> bundle -> publish."""

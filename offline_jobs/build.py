@@ -1,0 +1,151 @@
+"""Turn a trained model into a bundle: precompute, ONNX export with parity, manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+
+from model_export.onnx_export import ParitySample, check_parity, export_graphs
+from offline_jobs.bundle import write_bundle
+from offline_jobs.data.dataset import InteractionData, make_batch
+from offline_jobs.precompute import precompute_items
+from offline_jobs.settings import REPO_ROOT, JobSettings
+from prerank_contract.manifest import (
+    FAISS_INDEX_FILE,
+    ITEM_FEATURES_FILE,
+    ITEM_HEADS_FILE,
+    ITEM_IDS_FILE,
+    META_INDEX_FILE,
+    META_MATRIX_FILE,
+    DatasetInfo,
+    Manifest,
+    ModelMetrics,
+)
+from prerank_model.models.base import PrerankModel
+from prerank_model.models.fit import FIT
+
+log = logging.getLogger(__name__)
+
+
+def config_fingerprint(settings: JobSettings, model_name: str, dataset_fingerprint: str) -> str:
+    """Identifies what a bundle was built from; equal fingerprints mean a bundle can be reused."""
+    payload = {
+        "model_name": model_name,
+        "models": list(settings.models),
+        "model": settings.model.model_dump(mode="json"),
+        "train": settings.train.model_dump(mode="json"),
+        "dataset": dataset_fingerprint,
+        "parity_tolerance": settings.parity_tolerance,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def parity_sample(
+    model: PrerankModel,
+    data: InteractionData,
+    item_heads: np.ndarray,
+    meta_index: np.ndarray,
+    users: int,
+) -> ParitySample:
+    """Real users from the test split (one sample each) and every precomputed item row."""
+    test = data.splits["test"]
+    _, first = np.unique(data.user_ids[test], return_index=True)
+    batch = make_batch(data, test[np.sort(first)[:users]])
+    return ParitySample(batch.user_features, batch.history, item_heads, meta_index.astype(np.int64))
+
+
+def build_bundle(
+    model: PrerankModel,
+    metrics: ModelMetrics,
+    comparison: dict[str, ModelMetrics],
+    data: InteractionData,
+    settings: JobSettings,
+    fingerprint: str,
+) -> tuple[Path, Manifest]:
+    """Precompute items, export and check ONNX, and write the bundle atomically."""
+    model.eval()
+    created = datetime.now(UTC)
+    version = f"{model.name}-{created:%Y%m%dT%H%M%S%fZ}-{fingerprint[:8]}"
+    table = precompute_items(
+        model, data.catalogue, data.item_features, settings.precompute_batch_size
+    )
+    diagnostics: dict[str, float] = {
+        "meta_vectors_used": float(np.unique(table.meta_index).size),
+    }
+    if isinstance(model, FIT):
+        diagnostics["soft_hard_query_cosine"] = model.soft_hard_cosine(
+            torch.from_numpy(table.item_features)
+        )
+
+    def fill(tmp: Path) -> Manifest:
+        np.save(tmp / ITEM_IDS_FILE, table.item_ids)
+        np.save(tmp / ITEM_FEATURES_FILE, table.item_features)
+        np.save(tmp / ITEM_HEADS_FILE, table.item_heads)
+        np.save(tmp / META_INDEX_FILE, table.meta_index)
+        if table.meta_matrix is not None and table.faiss_index is not None:
+            np.save(tmp / META_MATRIX_FILE, table.meta_matrix)
+            faiss.write_index(table.faiss_index, str(tmp / FAISS_INDEX_FILE))
+        sample = parity_sample(
+            model, data, table.item_heads, table.meta_index, settings.parity_users
+        )
+        graphs = export_graphs(model, sample, tmp)
+        parity = check_parity(model, sample, tmp, settings.parity_tolerance)
+        return Manifest(
+            model_name=model.name,
+            kind=model.kind,
+            version=version,
+            created_at=created.isoformat(),
+            git_commit=git_commit(),
+            dataset=DatasetInfo(
+                name=data.name,
+                fingerprint=data.fingerprint(),
+                users=data.num_users,
+                items=data.num_items,
+                samples={split: int(idx.size) for split, idx in data.splits.items()},
+            ),
+            feature_schema=data.schema,
+            config={
+                "model": settings.model.model_dump(mode="json"),
+                "train": settings.train.model_dump(mode="json"),
+                "models": list(settings.models),
+                "data": json.loads(json.dumps(data.details, default=str)),
+            },
+            config_fingerprint=fingerprint,
+            seed=settings.train.seed,
+            metrics=metrics,
+            comparison=comparison,
+            diagnostics=diagnostics,
+            parity=parity,
+            parity_tolerance=settings.parity_tolerance,
+            graphs=graphs,
+            item_count=int(table.item_ids.size),
+            num_meta_queries=model.num_meta_queries,
+            files={},
+        )
+
+    path, manifest = write_bundle(settings.bundles_dir, version, fill)
+    log.info("wrote bundle %s (parity %s)", path, manifest.parity)
+    return path, manifest

@@ -1,0 +1,1 @@
+"""Data sources, each turned into one `InteractionData`."""

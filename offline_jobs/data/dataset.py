@@ -1,0 +1,132 @@
+"""The in-memory form every data source produces, and the batches the trainer reads."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from prerank_contract.features import PADDING_INDEX, FeatureSchema
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class InteractionData:
+    """Users, items and labelled (user, item, time) samples with their behaviour sequences.
+
+    Ids are positive integers and double as row numbers: row 0 of both feature tables is the
+    padding / unknown row.
+
+    Attributes:
+        schema: the feature schema (field order = column order).
+        user_features: [M+1, user_slots] int64, row = user id.
+        item_features: [N+1, item_slots] int64, row = item id; column 0 is the item id field.
+        catalogue: [N_items] int64, the item ids that exist (servable candidates), sorted.
+        user_ids, item_ids: [n] int64 per sample.
+        labels: [n] float32 in {0, 1}.
+        timestamps: [n] int64.
+        histories: [n, L] int64 item ids of the user's positive behaviours strictly before the
+            sample's timestamp, most recent last, left-padded with 0.
+        latest_histories: [M+1, L] int64, each user's history after all of their samples (what
+            the online feature store serves).
+        splits: split name -> sample indices.
+    """
+
+    name: str
+    schema: FeatureSchema
+    user_features: np.ndarray
+    item_features: np.ndarray
+    catalogue: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    labels: np.ndarray
+    timestamps: np.ndarray
+    histories: np.ndarray
+    latest_histories: np.ndarray
+    splits: dict[str, np.ndarray]
+    details: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def num_users(self) -> int:
+        return int(self.user_features.shape[0] - 1)
+
+    @property
+    def num_items(self) -> int:
+        return int(self.catalogue.shape[0])
+
+    def fingerprint(self) -> str:
+        """sha256 over the schema and every array: equal data <=> equal fingerprint."""
+        digest = hashlib.sha256(self.schema.model_dump_json().encode())
+        for array in (
+            self.user_features,
+            self.item_features,
+            self.catalogue,
+            self.user_ids,
+            self.item_ids,
+            self.labels,
+            self.timestamps,
+            self.histories,
+            self.latest_histories,
+        ):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        for split in SPLITS:
+            digest.update(np.ascontiguousarray(self.splits[split]).tobytes())
+        return digest.hexdigest()
+
+    def user_record(self, user_id: int) -> dict[str, object]:
+        """The feature-store record of one user: profile by field name + latest history."""
+        row = self.user_features[user_id]
+        features: dict[str, object] = {}
+        for name, (start, stop) in self.schema.slot_ranges("user").items():
+            values = [int(v) for v in row[start:stop]]
+            features[name] = values[0] if stop - start == 1 else values
+        history = self.latest_histories[user_id]
+        return {"features": features, "history": [int(i) for i in history if i != PADDING_INDEX]}
+
+
+def left_pad(sequence: list[int] | np.ndarray, length: int) -> np.ndarray:
+    """The last `length` elements, left-padded with PADDING_INDEX: [length] int64."""
+    tail = np.asarray(sequence, dtype=np.int64)[-length:] if length else np.zeros(0, np.int64)
+    out = np.full(length, PADDING_INDEX, dtype=np.int64)
+    if tail.size:
+        out[length - tail.size :] = tail
+    return out
+
+
+def random_split(
+    n: int, rng: np.random.Generator, test_fraction: float, validation_fraction: float
+) -> dict[str, np.ndarray]:
+    """Random train/validation/test split of sample indices (validation carved from train)."""
+    order = rng.permutation(n)
+    n_test = round(n * test_fraction)
+    n_validation = round((n - n_test) * validation_fraction)
+    return {
+        "test": np.sort(order[:n_test]),
+        "validation": np.sort(order[n_test : n_test + n_validation]),
+        "train": np.sort(order[n_test + n_validation :]),
+    }
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Numpy arrays of one batch of samples, ready for `torch.from_numpy`.
+
+    user_features [B, user_slots], history [B, L, item_slots], item_features [B, item_slots],
+    labels [B].
+    """
+
+    user_features: np.ndarray
+    history: np.ndarray
+    item_features: np.ndarray
+    labels: np.ndarray
+
+
+def make_batch(data: InteractionData, indices: np.ndarray) -> Batch:
+    return Batch(
+        user_features=data.user_features[data.user_ids[indices]],
+        history=data.item_features[data.histories[indices]],
+        item_features=data.item_features[data.item_ids[indices]],
+        labels=data.labels[indices],
+    )

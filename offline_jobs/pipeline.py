@@ -1,0 +1,177 @@
+"""The main offline job: data -> train -> evaluate -> export -> bundle -> publish, with reuse.
+
+A bundle whose config fingerprint matches the current settings and whose checksums verify is
+reused, so a second run trains nothing; a version already active in Redis is not re-published.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import redis
+import torch
+
+from offline_jobs.build import build_bundle, config_fingerprint
+from offline_jobs.bundle import point_current
+from offline_jobs.data.dataset import InteractionData
+from offline_jobs.data.movielens import load_movielens_1m
+from offline_jobs.data.synthetic import generate_synthetic
+from offline_jobs.evaluate import evaluate
+from offline_jobs.publish import publish_bundle, publish_user_features
+from offline_jobs.settings import JobSettings
+from offline_jobs.train import new_model, train_model
+from prerank_contract.bundle import BundleError, read_manifest, verify_bundle_dir
+from prerank_contract.manifest import Manifest, ModelMetrics
+from prerank_model.models import MODELS
+
+log = logging.getLogger(__name__)
+
+
+def load_dataset(settings: JobSettings, *, progress: bool = True) -> InteractionData:
+    if settings.dataset == "ml-1m":
+        return load_movielens_1m(settings.ml1m, progress=progress)
+    return generate_synthetic(settings.synthetic, progress=progress)
+
+
+def find_reusable_bundle(bundles_dir: Path, fingerprint: str) -> tuple[Path, Manifest] | None:
+    """The newest bundle built from the same fingerprint whose checksums verify."""
+    if not bundles_dir.is_dir():
+        return None
+    candidates = []
+    for path in bundles_dir.iterdir():
+        if path.name.startswith(".") or path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            if read_manifest(path).config_fingerprint == fingerprint:
+                candidates.append((verify_bundle_dir(path).created_at, path))
+        except BundleError as exc:
+            log.warning("not reusing %s: %s", path, exc)
+    if not candidates:
+        return None
+    path = max(candidates)[1]
+    return path, read_manifest(path)
+
+
+def redis_client(settings: JobSettings) -> redis.Redis | None:
+    """A connected client, or None (with one line saying so) when Redis does not answer."""
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        print(
+            f"Redis at {settings.redis_url} not reachable ({exc.__class__.__name__}): "
+            f"not publishing; the service serves from {settings.bundles_dir / 'current'}"
+        )
+        return None
+    return client
+
+
+def build_all(
+    settings: JobSettings, data: InteractionData, *, retrain: bool, progress: bool
+) -> dict[str, tuple[Path, Manifest]]:
+    """Train and evaluate every model of `settings.models` on the same data and budget, then
+    write one bundle each (every manifest also records the others' metrics)."""
+    for name in settings.models:
+        if name not in MODELS:
+            raise ValueError(f"PRERANK_MODELS: unknown model {name!r}; known: {sorted(MODELS)}")
+    if settings.serve_model not in settings.models:
+        raise ValueError(
+            f"PRERANK_SERVE_MODEL={settings.serve_model!r} is not in "
+            f"PRERANK_MODELS={list(settings.models)}"
+        )
+    dataset_fp = data.fingerprint()
+    fingerprints = {
+        name: config_fingerprint(settings, name, dataset_fp) for name in settings.models
+    }
+    if not retrain:
+        found = {
+            name: find_reusable_bundle(settings.bundles_dir, fp)
+            for name, fp in fingerprints.items()
+        }
+        if all(found.values()):
+            log.info("reusing bundles: %s", {n: str(f[0]) for n, f in found.items() if f})
+            return {name: bundle for name, bundle in found.items() if bundle}
+    torch.set_num_threads(settings.torch_threads)
+    trained, metrics = {}, {}
+    for name in settings.models:
+        model = new_model(name, data.schema, settings.model, settings.train.seed)
+        result = train_model(model, data, settings.train, progress=progress)
+        splits = evaluate(model, data, settings.train.eval_batch_size)
+        metrics[name] = ModelMetrics(
+            splits=splits, train_seconds=round(result.train_seconds, 2), epochs=result.epochs
+        )
+        trained[name] = model
+        print(
+            f"{name:>10}: test AUC {splits['test'].auc:.4f}  logloss {splits['test'].logloss:.4f}"
+            f"  (validation AUC {splits['validation'].auc:.4f}; {result.train_seconds:.0f} s)"
+        )
+    return {
+        name: build_bundle(
+            model,
+            metrics[name],
+            {other: m for other, m in metrics.items() if other != name},
+            data,
+            settings,
+            fingerprints[name],
+        )
+        for name, model in trained.items()
+    }
+
+
+def run_pipeline(
+    settings: JobSettings, *, retrain: bool = False, publish: bool = True, progress: bool = True
+) -> dict[str, tuple[Path, Manifest]]:
+    data = load_dataset(settings, progress=progress)
+    log.info(
+        "dataset %s: %d users, %d items, samples %s",
+        data.name,
+        data.num_users,
+        data.num_items,
+        {k: int(v.size) for k, v in data.splits.items()},
+    )
+    bundles = build_all(settings, data, retrain=retrain, progress=progress)
+    served_path, _ = bundles[settings.serve_model]
+    point_current(settings.bundles_dir, served_path)
+    for _, manifest in bundles.values():
+        test = manifest.metrics.splits["test"]
+        print(
+            f"bundle {manifest.version}: test AUC {test.auc:.4f} logloss {test.logloss:.4f} "
+            f"parity {manifest.parity}"
+        )
+    if publish and (client := redis_client(settings)) is not None:
+        publish_user_features(
+            client, settings.keys, data, settings.feature_store_batch_size, progress=progress
+        )
+        result = publish_bundle(
+            client,
+            settings.keys,
+            served_path,
+            chunk_bytes=settings.publish_chunk_bytes,
+            keep_versions=settings.publish_keep_versions,
+            progress=progress,
+        )
+        print(f"published {result.version} to {settings.redis_url} ({result.action})")
+    return bundles
+
+
+def publish_existing(settings: JobSettings, bundle_dir: Path) -> None:
+    if not bundle_dir.is_dir():
+        raise FileNotFoundError(f"{bundle_dir}: not a bundle directory")
+    client = redis_client(settings)
+    if client is None:
+        raise ValueError(
+            f"cannot publish {bundle_dir}: Redis at {settings.redis_url} not reachable"
+        )
+    result = publish_bundle(
+        client,
+        settings.keys,
+        bundle_dir,
+        chunk_bytes=settings.publish_chunk_bytes,
+        keep_versions=settings.publish_keep_versions,
+    )
+    print(f"published {result.version} to {settings.redis_url} ({result.action})")

@@ -1,0 +1,118 @@
+"""Publish a bundle to Redis under versioned keys; switch the `active` pointer last.
+
+Order: verify the bundle on disk -> write user features and every chunk -> read everything back
+and check sha256 -> SET active (the one atomic step) -> record the version -> drop versions
+beyond the retention. A failure before the SET leaves the previous version active and intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from tqdm import tqdm
+
+from offline_jobs.data.dataset import InteractionData
+from prerank_contract.bundle import BundleError, verify_bundle_dir
+from prerank_contract.keys import RedisKeys
+from prerank_contract.manifest import MANIFEST_FILE
+from prerank_contract.redis_store import active_version, read_version
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    version: str
+    action: Literal["published", "already_active"]
+    bytes_written: int
+    seconds: float
+    removed_versions: tuple[str, ...]
+
+
+def publish_user_features(
+    client: Any, keys: RedisKeys, data: InteractionData, batch_size: int, *, progress: bool = True
+) -> int:
+    """Write every user's profile and latest history to the online feature store."""
+    user_ids = range(1, data.num_users + 1)
+    written = 0
+    for start in tqdm(
+        range(0, len(user_ids), batch_size),
+        desc="feature store",
+        disable=not progress,
+        unit="batch",
+    ):
+        pipe = client.pipeline(transaction=False)
+        for user_id in user_ids[start : start + batch_size]:
+            pipe.set(keys.user(user_id), orjson.dumps(data.user_record(user_id)))
+            written += 1
+        pipe.execute()
+    return written
+
+
+def publish_bundle(
+    client: Any,
+    keys: RedisKeys,
+    bundle_dir: Path,
+    *,
+    chunk_bytes: int,
+    keep_versions: int,
+    progress: bool = True,
+) -> PublishResult:
+    """Publish `bundle_dir`; a no-op when that version is already active and reads back intact."""
+    started = time.perf_counter()
+    manifest = verify_bundle_dir(bundle_dir)
+    version = manifest.version
+    if active_version(client, keys) == version:
+        try:
+            read_version(client, keys, version)
+            return PublishResult(version, "already_active", 0, time.perf_counter() - started, ())
+        except BundleError as exc:
+            log.warning(
+                "active version %s is damaged in Redis (%s); publishing again", version, exc
+            )
+    written = 0
+    counts: dict[str, int] = {}
+    for name in tqdm(
+        sorted(manifest.files), desc=f"publish {version}", disable=not progress, unit="file"
+    ):
+        data = (bundle_dir / name).read_bytes()
+        pipe = client.pipeline(transaction=False)
+        chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
+        for index, chunk in enumerate(chunks):
+            pipe.set(keys.file_chunk(version, name, index), chunk)
+        pipe.execute()
+        counts[name] = len(chunks)
+        written += len(data)
+    client.hset(keys.files(version), mapping=counts)
+    client.set(keys.manifest(version), (bundle_dir / MANIFEST_FILE).read_bytes())
+    read_version(client, keys, version)  # raises BundleError before the pointer moves
+    client.set(keys.active, version)
+    client.lrem(keys.versions, 0, version)
+    client.lpush(keys.versions, version)
+    removed = _drop_old_versions(client, keys, keep_versions)
+    seconds = time.perf_counter() - started
+    log.info("published %s: %d bytes in %.2f s; active now %s", version, written, seconds, version)
+    return PublishResult(version, "published", written, seconds, removed)
+
+
+def _drop_old_versions(client: Any, keys: RedisKeys, keep: int) -> tuple[str, ...]:
+    """Delete every key of versions past the newest `keep` (never the active one)."""
+    active = active_version(client, keys)
+    stale = [
+        v.decode() if isinstance(v, bytes) else v for v in client.lrange(keys.versions, keep, -1)
+    ]
+    removed = []
+    for version in stale:
+        if version == active:
+            continue
+        doomed = list(client.scan_iter(match=keys.version_pattern(version), count=1000))
+        if doomed:
+            client.delete(*doomed)
+        client.lrem(keys.versions, 0, version)
+        removed.append(version)
+    return tuple(removed)

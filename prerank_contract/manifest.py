@@ -1,0 +1,93 @@
+"""Bundle manifest: the single source of truth of a published model version."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prerank_contract.features import FeatureSchema
+
+FORMAT_VERSION = 1
+
+MANIFEST_FILE = "manifest.json"
+USER_TOWER_FILE = "user_tower.onnx"
+SCORER_FILE = "scorer.onnx"
+ITEM_IDS_FILE = "item_ids.npy"
+ITEM_FEATURES_FILE = "item_features.npy"
+ITEM_HEADS_FILE = "item_heads.npy"
+META_INDEX_FILE = "meta_index.npy"
+META_MATRIX_FILE = "meta_matrix.npy"
+FAISS_INDEX_FILE = "meta_matrix.faiss"
+
+ModelKind = Literal["decoupled", "pairwise"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    name: str
+    dtype: str
+    shape: list[int | str] = Field(description="ints are fixed, strings name dynamic axes")
+
+
+class GraphSpec(_Strict):
+    file: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class FileEntry(_Strict):
+    sha256: str
+    bytes: int
+
+
+class SplitMetrics(_Strict):
+    auc: float
+    logloss: float
+    samples: int
+
+
+class ModelMetrics(_Strict):
+    """Metrics of one trained model; `splits` keyed by split name (validation, test)."""
+
+    splits: dict[str, SplitMetrics]
+    train_seconds: float
+    epochs: int
+
+
+class DatasetInfo(_Strict):
+    name: str
+    fingerprint: str
+    users: int
+    items: int
+    samples: dict[str, int]
+
+
+class Manifest(_Strict):
+    """Everything needed to load, verify and judge a bundle; checked before anything loads."""
+
+    format_version: int = FORMAT_VERSION
+    model_name: str
+    kind: ModelKind
+    version: str
+    created_at: str
+    git_commit: str | None
+    dataset: DatasetInfo
+    feature_schema: FeatureSchema
+    config: dict[str, object]
+    config_fingerprint: str
+    seed: int
+    metrics: ModelMetrics
+    comparison: dict[str, ModelMetrics] = Field(
+        default_factory=dict, description="metrics of the other models trained in the same run"
+    )
+    diagnostics: dict[str, float] = Field(default_factory=dict)
+    parity: dict[str, float] = Field(description="graph name -> max abs diff vs PyTorch")
+    parity_tolerance: float
+    graphs: dict[str, GraphSpec]
+    item_count: int
+    num_meta_queries: int
+    files: dict[str, FileEntry] = Field(description="sha256 and size of every other file")

@@ -1,0 +1,26 @@
+"""Settings shared by the offline jobs and the service (one env prefix: ``PRERANK_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from prerank_contract.keys import RedisKeys
+
+ENV_PREFIX = "PRERANK_"
+
+
+class CommonSettings(BaseSettings):
+    """Where Redis is and how its keys are named; every settings class extends this."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis of the snapshot")
+    redis_key_prefix: str = Field(default="prerank:", description="prefix of every Redis key")
+    redis_timeout_seconds: float = Field(default=2.0, gt=0, description="socket timeout")
+
+    @property
+    def keys(self) -> RedisKeys:
+        return RedisKeys(self.redis_key_prefix)

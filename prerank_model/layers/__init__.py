@@ -1,0 +1,1 @@
+"""Reusable layers, grouped by kind; models only compose these."""

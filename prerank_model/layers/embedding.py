@@ -1,0 +1,38 @@
+"""Field embeddings: one table per categorical field, concatenated in schema order."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prerank_contract.features import PADDING_INDEX, FieldSpec
+
+
+class FieldEmbedding(nn.Module):
+    """Embeds `[..., slots]` int64 feature rows into `[..., F * dim]`.
+
+    A multi-slot field is the mean of its non-padding slots (zeros when all are padding);
+    index 0 of every table is a fixed zero vector.
+    """
+
+    def __init__(self, fields: tuple[FieldSpec, ...], dim: int) -> None:
+        super().__init__()
+        self.slot_counts = [spec.slots for spec in fields]
+        self.tables = nn.ModuleList(
+            nn.Embedding(spec.vocab_size, dim, padding_idx=PADDING_INDEX) for spec in fields
+        )
+        self.output_dim = dim * len(fields)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        parts = []
+        for table, column in zip(
+            self.tables, torch.split(features, self.slot_counts, -1), strict=True
+        ):
+            vectors = table(column)  # [..., slots, dim]
+            if column.shape[-1] == 1:
+                parts.append(vectors.squeeze(-2))
+                continue
+            present = (column != PADDING_INDEX).unsqueeze(-1).to(vectors.dtype)
+            count = present.sum(-2).clamp_min(1.0)
+            parts.append((vectors * present).sum(-2) / count)
+        return torch.cat(parts, dim=-1)

@@ -1,0 +1,38 @@
+"""Late-interaction scorers: user heads [N, H_u, d] x item heads [N, H_v, d] -> logits [N]."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def similarity_matrix(user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
+    """S[n, i, j] = <user_heads[n, i], item_heads[n, j]>: [N, H_u, H_v]."""
+    return torch.einsum("nid,njd->nij", user_heads, item_heads)
+
+
+class LightweightSimilarityScorer(nn.Module):
+    """FIT's LSS, following LITE's separable scorer (arXiv 2406.17968).
+
+    S [N, H_u, H_v] -> row-wise FC + ReLU on each row (H_v -> R) -> column-wise FC + ReLU on each
+    column (H_u -> C) -> flatten [N, R * C] -> linear -> logit.
+    """
+
+    def __init__(self, user_heads: int, item_heads: int, row_dim: int, col_dim: int) -> None:
+        super().__init__()
+        self.row_fc = nn.Linear(item_heads, row_dim)
+        self.col_fc = nn.Linear(user_heads, col_dim)
+        self.output = nn.Linear(row_dim * col_dim, 1)
+
+    def forward(self, user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
+        s = similarity_matrix(user_heads, item_heads)  # [N, H_u, H_v]
+        rows = torch.relu(self.row_fc(s))  # [N, H_u, R]
+        cols = torch.relu(self.col_fc(rows.transpose(1, 2)))  # [N, R, C]
+        return self.output(cols.flatten(1)).squeeze(-1)
+
+
+class DotProductScorer(nn.Module):
+    """The Two-Tower output: the dot product of single heads, [N, 1, d] x [N, 1, d] -> [N]."""
+
+    def forward(self, user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
+        return similarity_matrix(user_heads, item_heads).flatten(1).sum(-1)

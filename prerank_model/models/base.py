@@ -1,0 +1,69 @@
+"""The interface every model implements; training, export, precompute and parity call only it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from prerank_contract.features import PADDING_INDEX
+from prerank_contract.manifest import ModelKind
+
+
+def history_mask(history: torch.Tensor) -> torch.Tensor:
+    """history [B, L, item_slots] -> [B, L] bool, True where a behaviour is present."""
+    return (history != PADDING_INDEX).any(dim=-1)
+
+
+def gather_user_heads(user_heads: torch.Tensor, meta_index: torch.Tensor) -> torch.Tensor:
+    """Pick each item's user representation by its meta index.
+
+    user_heads [K, H_u, d] (one user, the serving case) or [N, K, H_u, d] (one user per item);
+    meta_index [N] -> [N, H_u, d].
+    """
+    if user_heads.dim() == 3:
+        return user_heads[meta_index]
+    return user_heads[torch.arange(meta_index.shape[0]), meta_index]
+
+
+class PrerankModel(nn.Module, ABC):
+    """`encode_user`, `encode_items`, `score`; `forward` is their composition, per (user, item).
+
+    A decoupled model precomputes `encode_items` offline and serves `encode_user` once per
+    request plus one batched `score`; a pairwise model puts the whole network in `score`.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[ModelKind]
+
+    @property
+    @abstractmethod
+    def num_meta_queries(self) -> int:
+        """K: how many user representations `encode_user` returns per user."""
+
+    @abstractmethod
+    def encode_user(self, user_features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """user_features [B, S_u], history [B, L, S_i] -> user_heads [B, K, H_u, d]."""
+
+    @abstractmethod
+    def encode_items(self, item_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """item_features [N, item_slots] -> (item_heads [N, H_v, d], meta_index [N] int64)."""
+
+    @abstractmethod
+    def score(
+        self, user_heads: torch.Tensor, item_heads: torch.Tensor, meta_index: torch.Tensor
+    ) -> torch.Tensor:
+        """user_heads [K, H_u, d] or [N, K, H_u, d], item_heads [N, H_v, d], meta_index [N]
+        -> logits [N]."""
+
+    def forward(
+        self, user_features: torch.Tensor, history: torch.Tensor, item_features: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits [B] of B (user, item) pairs: encode both sides, then score."""
+        item_heads, meta_index = self.encode_items(item_features)
+        return self.score(self.encode_user(user_features, history), item_heads, meta_index)
+
+    def on_training_progress(self, fraction: float) -> None:
+        """Called by the trainer before each step with the share of training done, in [0, 1]."""

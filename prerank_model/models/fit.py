@@ -1,0 +1,108 @@
+"""FIT (Xiong et al., SIGIR'25): Meta Query Module + DIN + Lightweight Similarity Scorer."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from prerank_contract.features import FeatureSchema
+from prerank_contract.manifest import ModelKind
+from prerank_model.config import ModelConfig
+from prerank_model.layers.din import DINAttention
+from prerank_model.layers.embedding import FieldEmbedding
+from prerank_model.layers.meta_query import MetaQueryModule
+from prerank_model.layers.mlp import MLP
+from prerank_model.layers.scorers import LightweightSimilarityScorer
+from prerank_model.models.base import PrerankModel, gather_user_heads, history_mask
+
+
+class FIT(PrerankModel):
+    """Learnable Fully Interacted Two-Tower model.
+
+    Item key e_c = concatenated item-field embeddings [N, D_c]. Early interaction: a meta query
+    (soft in training, hard in eval) attends over the behaviour sequence with DIN; the user tower
+    MLP over [profile, DIN interest, query] gives H_u heads of size d. The item tower gives H_v
+    heads. Late interaction: LSS over the H_u x H_v head similarities.
+
+    Serving runs the user tower once with every row of Q* (`encode_user` -> [B, K, H_u, d]) and
+    each item picks its row by its stored meta index, which equals the eval-mode training path.
+    """
+
+    name: ClassVar[str] = "fit"
+    kind: ClassVar[ModelKind] = "decoupled"
+
+    def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.user_embedding = FieldEmbedding(schema.user_fields, config.embedding_dim)
+        self.item_embedding = FieldEmbedding(schema.item_fields, config.embedding_dim)
+        key_dim = self.item_embedding.output_dim
+        self.meta_query = MetaQueryModule(config.num_meta_queries, key_dim, config.tau_start)
+        self.din = DINAttention(key_dim, config.din_hidden)
+        self.user_tower = MLP(
+            self.user_embedding.output_dim + 2 * key_dim,
+            config.tower_hidden,
+            config.user_heads * config.head_dim,
+            config.dropout,
+        )
+        self.item_tower = MLP(
+            key_dim, config.tower_hidden, config.item_heads * config.head_dim, config.dropout
+        )
+        self.scorer = LightweightSimilarityScorer(
+            config.user_heads, config.item_heads, config.lss_row_dim, config.lss_col_dim
+        )
+
+    @property
+    def num_meta_queries(self) -> int:
+        return self.config.num_meta_queries
+
+    def user_heads_for_queries(
+        self, user_features: torch.Tensor, history: torch.Tensor, queries: torch.Tensor
+    ) -> torch.Tensor:
+        """The user tower under given meta queries: queries [B, Q, D_c] -> [B, Q, H_u, d]."""
+        behaviours = self.item_embedding(history)  # [B, L, D_c]
+        interest = self.din(queries, behaviours, history_mask(history))  # [B, Q, D_c]
+        profile = self.user_embedding(user_features).unsqueeze(1).expand(-1, queries.shape[1], -1)
+        heads = self.user_tower(torch.cat([profile, interest, queries], dim=-1))
+        return heads.view(*queries.shape[:2], self.config.user_heads, self.config.head_dim)
+
+    def encode_user(self, user_features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        query_group = self.meta_query.query_group()  # [K, D_c]
+        queries = query_group.unsqueeze(0).expand(user_features.shape[0], -1, -1)
+        return self.user_heads_for_queries(user_features, history, queries)
+
+    def encode_items(self, item_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keys = self.item_embedding(item_features)
+        heads = self.item_tower(keys).view(-1, self.config.item_heads, self.config.head_dim)
+        return heads, self.meta_query.meta_index(keys)
+
+    def score(
+        self, user_heads: torch.Tensor, item_heads: torch.Tensor, meta_index: torch.Tensor
+    ) -> torch.Tensor:
+        return self.scorer(gather_user_heads(user_heads, meta_index), item_heads)
+
+    def forward(
+        self, user_features: torch.Tensor, history: torch.Tensor, item_features: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-pair path: only the item's own query runs through DIN (soft query in training)."""
+        keys = self.item_embedding(item_features)
+        queries = self.meta_query.query(keys).unsqueeze(1)  # [B, 1, D_c]
+        user_heads = self.user_heads_for_queries(user_features, history, queries).squeeze(1)
+        item_heads = self.item_tower(keys).view(-1, self.config.item_heads, self.config.head_dim)
+        return self.scorer(user_heads, item_heads)
+
+    def on_training_progress(self, fraction: float) -> None:
+        """Anneal tau linearly from tau_start to tau_floor over `anneal_fraction`, then hold."""
+        config = self.config
+        ramp = min(fraction / config.anneal_fraction, 1.0)
+        tau = config.tau_start + (config.tau_floor - config.tau_start) * ramp
+        self.meta_query.temperature.fill_(tau)
+
+    @torch.no_grad()
+    def soft_hard_cosine(self, item_features: torch.Tensor) -> float:
+        """Mean cosine of the soft and the hard query of the given items (serving uses hard)."""
+        keys = self.item_embedding(item_features)
+        soft = self.meta_query.soft_query(keys)
+        hard = self.meta_query.hard_query(keys)
+        return float(torch.nn.functional.cosine_similarity(soft, hard, dim=-1).mean())

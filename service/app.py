@@ -1,0 +1,101 @@
+"""App factory and lifespan: load the active version (Redis, else the local bundle), warm it up."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import numpy as np
+import redis
+from fastapi import FastAPI
+
+from prerank_contract.bundle import BundleError
+from service.feature_store import FeatureStore
+from service.metrics import Metrics
+from service.routes import router
+from service.settings import ServiceSettings
+from service.snapshot import Snapshot
+from service.state import ServiceState
+
+log = logging.getLogger(__name__)
+
+
+def connect_redis(settings: ServiceSettings) -> redis.Redis | None:
+    if not settings.use_redis:
+        return None
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        log.warning("Redis at %s not reachable (%s)", settings.redis_url, exc)
+        return None
+    return client
+
+
+def load_snapshot(settings: ServiceSettings, client: redis.Redis | None) -> Snapshot:
+    """The active version from Redis; the local bundle directory when Redis has none."""
+    problems = []
+    if client is not None:
+        try:
+            snapshot = Snapshot.from_redis(client, settings.keys, settings)
+            if snapshot is not None:
+                return snapshot
+            problems.append(f"no active version under {settings.keys.active}")
+        except (BundleError, redis.RedisError) as exc:
+            problems.append(f"redis: {exc}")
+    else:
+        problems.append(f"Redis at {settings.redis_url} not used or not reachable")
+    if settings.bundle_dir is not None:
+        return Snapshot.from_dir(settings.bundle_dir, settings)
+    raise BundleError("; ".join(problems) + "; and PRERANK_BUNDLE_DIR is not set")
+
+
+def warm_up(snapshot: Snapshot, settings: ServiceSettings) -> None:
+    """Run the user tower and the scorer on real catalogue rows before taking traffic."""
+    rng = np.random.default_rng(0)
+    schema = snapshot.manifest.feature_schema
+    for _ in range(settings.warmup_requests):
+        rows = rng.integers(0, snapshot.item_ids.size, size=settings.warmup_candidates)
+        user_heads = snapshot.encode_user(
+            np.zeros((1, schema.user_slots), np.int64),
+            snapshot.history_features(snapshot.item_ids[rows[: schema.max_history]]),
+        )
+        snapshot.score(user_heads, *snapshot.gather(rows))
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = connect_redis(settings)
+        state: ServiceState = app.state.prerank
+        state.store = FeatureStore(client, settings.keys)
+        try:
+            started = time.perf_counter()
+            snapshot = load_snapshot(settings, client)
+            warm_up(snapshot, settings)
+            state.snapshot = snapshot
+            state.metrics.set_active(snapshot.version, snapshot.manifest.model_name)
+            state.ready, state.not_ready_reason = True, ""
+            log.info(
+                "serving %s from %s (loaded and warmed in %.2f s)",
+                snapshot.version,
+                snapshot.source,
+                time.perf_counter() - started,
+            )
+        except (BundleError, OSError, redis.RedisError) as exc:
+            state.not_ready_reason = f"no model loaded: {exc}"
+            log.error("not ready: %s", state.not_ready_reason)
+        yield
+        if client is not None:
+            client.close()
+
+    app = FastAPI(title="FIT pre-ranking service", version="0.1.0", lifespan=lifespan)
+    app.state.prerank = ServiceState(settings, Metrics(), FeatureStore(None, settings.keys))
+    app.include_router(router)
+    return app

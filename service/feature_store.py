@@ -1,0 +1,36 @@
+"""The online feature store: a user's profile and recent behaviours, read from Redis."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import redis
+
+from prerank_contract.keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+UserRecord = dict[str, Any]
+
+
+class FeatureStoreUnavailableError(Exception):
+    """Redis could not be read: the caller answers in degraded mode."""
+
+
+class FeatureStore:
+    def __init__(self, client: redis.Redis | None, keys: RedisKeys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def get(self, user_id: int) -> UserRecord | None:
+        """{"features": {field: value}, "history": [item ids]} or None for an unknown user."""
+        if self.client is None:
+            return None
+        try:
+            raw = self.client.get(self.keys.user(user_id))
+        except redis.RedisError as exc:
+            log.warning("feature store read failed: %s", exc)
+            raise FeatureStoreUnavailableError(str(exc)) from exc
+        return None if raw is None else orjson.loads(raw)

@@ -1,0 +1,169 @@
+"""The request path: parse -> user features -> user tower -> gather -> scorer -> top-k -> JSON."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from prerank_contract.features import PADDING_INDEX
+from service.feature_store import FeatureStore, FeatureStoreUnavailableError, UserRecord
+from service.metrics import Metrics
+from service.schemas import PrerankRequest, UserSource
+from service.snapshot import Snapshot
+
+
+def invalid(field: tuple[str | int, ...], message: str) -> RequestValidationError:
+    """A 422 in FastAPI's own shape, naming the offending field of the body."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", *field), "msg": message}]
+    )
+
+
+@dataclass
+class StageTimer:
+    metrics: Metrics
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.metrics.stage_seconds.labels(stage=name).observe(time.perf_counter() - started)
+
+
+def parse_request(body: bytes, max_candidates: int, max_history: int) -> PrerankRequest:
+    try:
+        request = PrerankRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in errors]
+        ) from exc
+    if len(request.candidates) > max_candidates:
+        raise invalid(
+            ("candidates",),
+            f"{len(request.candidates)} candidates; at most "
+            f"{max_candidates} per request (PRERANK_MAX_CANDIDATES)",
+        )
+    if request.history is not None and len(request.history) > max_history:
+        raise invalid(("history",), f"{len(request.history)} behaviours; at most {max_history}")
+    return request
+
+
+def user_features_row(
+    snapshot: Snapshot, user_id: int, stored: dict[str, object], given: dict[str, object]
+) -> np.ndarray:
+    """The [1, S_u] int64 profile row: request fields over stored ones over padding.
+
+    The request's own fields are validated against the schema (422 naming the field); the user id
+    field takes the request's user id, or the unknown index when outside the vocabulary.
+    """
+    schema = snapshot.manifest.feature_schema
+    ranges = schema.slot_ranges("user")
+    specs = {spec.name: spec for spec in schema.user_fields}
+    row = np.full((1, schema.user_slots), PADDING_INDEX, dtype=np.int64)
+    for name in given:
+        if name not in specs:
+            raise invalid(("user_features", name), f"unknown user field; known: {sorted(specs)}")
+    for name, value in {**stored, **given}.items():
+        if name not in specs:
+            continue
+        values = value if isinstance(value, list) else [value]
+        spec = specs[name]
+        if len(values) > spec.slots or any(not 0 <= v < spec.vocab_size for v in values):
+            if name in given:
+                raise invalid(
+                    ("user_features", name),
+                    f"expects at most {spec.slots} indices in [0, {spec.vocab_size})",
+                )
+            continue
+        start, _ = ranges[name]
+        row[0, start : start + len(values)] = values
+    if "user_id" in specs and "user_id" not in given:
+        start, _ = ranges["user_id"]
+        row[0, start] = user_id if user_id < specs["user_id"].vocab_size else PADDING_INDEX
+    return row
+
+
+def resolve_user(
+    request: PrerankRequest, store: FeatureStore
+) -> tuple[UserRecord | None, UserSource, bool]:
+    """(stored record or None, where the features come from, degraded)."""
+    degraded = False
+    try:
+        record = store.get(request.user_id)
+    except FeatureStoreUnavailableError:
+        record, degraded = None, True
+    given = request.user_features is not None or request.history is not None
+    source: UserSource = "feature_store" if record else "request" if given else "cold_start"
+    return record, source, degraded
+
+
+def rank(
+    body: bytes,
+    snapshot: Snapshot,
+    store: FeatureStore,
+    metrics: Metrics,
+    max_candidates: int,
+    max_history: int,
+) -> bytes:
+    """Answer one /prerank body with the JSON bytes of a `PrerankResponse`."""
+    timer = StageTimer(metrics)
+    with timer.stage("parse"):
+        request = parse_request(body, max_candidates, max_history)
+        candidates = np.asarray(request.candidates, dtype=np.int64)
+        unique_ids, first_seen, counts = np.unique(
+            candidates, return_index=True, return_counts=True
+        )
+        order = np.sort(first_seen)
+        candidate_ids = candidates[order]
+        duplicates = unique_ids[counts > 1]
+    metrics.candidates.observe(candidates.size)
+    with timer.stage("features"):
+        record, source, degraded = resolve_user(request, store)
+        stored = record or {"features": {}, "history": []}
+        user_row = user_features_row(
+            snapshot, request.user_id, stored["features"], request.user_features or {}
+        )
+        history_ids = request.history if request.history is not None else stored["history"]
+        history = snapshot.history_features(np.asarray(history_ids, dtype=np.int64))
+    metrics.user_source.labels(source=source).inc()
+    with timer.stage("gather"):
+        rows, known = snapshot.lookup(candidate_ids)
+        item_heads, meta_index = snapshot.gather(rows[known])
+        known_ids = candidate_ids[known]
+        unknown_ids = candidate_ids[~known]
+    metrics.unknown_items.inc(int(unknown_ids.size))
+    logits = np.zeros(0, dtype=np.float32)
+    if known_ids.size:
+        with timer.stage("user_tower"):
+            user_heads = snapshot.encode_user(user_row, history)
+        with timer.stage("scorer"):
+            logits = snapshot.score(user_heads, item_heads, meta_index)
+    with timer.stage("topk"):
+        k = known_ids.size if request.top_k is None else min(request.top_k, known_ids.size)
+        best = np.argpartition(-logits, k - 1)[:k] if 0 < k < known_ids.size else np.arange(k)
+        best = best[np.argsort(-logits[best], kind="stable")]
+        scores = 1.0 / (1.0 + np.exp(-logits[best].astype(np.float64)))
+    with timer.stage("serialize"):
+        payload = orjson.dumps(
+            {
+                "model_version": snapshot.version,
+                "items": [
+                    {"item_id": i, "score": s}
+                    for i, s in zip(known_ids[best].tolist(), scores.tolist(), strict=True)
+                ],
+                "unknown_items": unknown_ids.tolist(),
+                "duplicate_items": duplicates.tolist(),
+                "user_source": source,
+                "cold_start": source == "cold_start",
+                "degraded": degraded,
+            }
+        )
+    return payload

@@ -1,0 +1,42 @@
+"""Request and response bodies of /prerank (documented in the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+UserSource = Literal["request", "feature_store", "cold_start"]
+
+
+class PrerankRequest(BaseModel):
+    """One user and the candidate item ids to score."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictInt = Field(ge=0, description="the caller's user id")
+    user_features: dict[str, StrictInt | list[StrictInt]] | None = Field(
+        default=None,
+        description="encoded profile fields by name (see the manifest's feature schema); "
+        "override the feature store's",
+    )
+    history: list[StrictInt] | None = Field(
+        default=None, description="behaviour item ids, most recent last; overrides the store's"
+    )
+    candidates: list[StrictInt] = Field(description="item ids to score; duplicates scored once")
+    top_k: StrictInt | None = Field(default=None, ge=1, description="return only the best k")
+
+
+class ScoredItem(BaseModel):
+    item_id: int
+    score: float = Field(description="predicted probability of a positive label")
+
+
+class PrerankResponse(BaseModel):
+    model_version: str
+    items: list[ScoredItem] = Field(description="known candidates, best first")
+    unknown_items: list[int] = Field(description="candidate ids absent from the model's catalogue")
+    duplicate_items: list[int] = Field(description="ids that appeared more than once (scored once)")
+    user_source: UserSource
+    cold_start: bool = Field(description="true when nothing was known about the user")
+    degraded: bool = Field(description="true when the feature store could not be read")

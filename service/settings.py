@@ -1,0 +1,33 @@
+"""Typed settings of the service (env prefix ``PRERANK_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from prerank_contract.settings import CommonSettings
+
+
+class ServiceSettings(CommonSettings):
+    """Where the model comes from, request limits, and thread counts of the request path."""
+
+    host: str = Field(default="127.0.0.1", description="bind address")
+    port: int = Field(default=8000, ge=1, le=65535, description="bind port")
+    bundle_dir: Path | None = Field(
+        default=None, description="local bundle served when Redis has no active version"
+    )
+    use_redis: bool = Field(default=True, description="follow Redis (False: bundle_dir only)")
+    max_candidates: int = Field(default=10_000, ge=1, description="per request")
+    max_request_history: int = Field(
+        default=1_000,
+        ge=1,
+        description="longest history a request may carry (the model reads "
+        "the most recent max_history of it)",
+    )
+    ort_intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads per op")
+    ort_inter_op_threads: int = Field(default=1, ge=1)
+    ort_cpu_arena: bool = Field(default=True, description="ONNX Runtime CPU memory arena")
+    warmup_requests: int = Field(default=3, ge=0, description="scored before becoming ready")
+    warmup_candidates: int = Field(default=1_000, ge=1)
+    log_level: str = "info"

@@ -1,0 +1,23 @@
+"""The state the routes read, owned by one app instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from service.feature_store import FeatureStore
+from service.metrics import Metrics
+from service.settings import ServiceSettings
+from service.snapshot import Snapshot
+
+
+@dataclass
+class ServiceState:
+    """What the routes read; `snapshot` is replaced whole, never mutated."""
+
+    settings: ServiceSettings
+    metrics: Metrics
+    store: FeatureStore
+    snapshot: Snapshot | None = None
+    ready: bool = False
+    not_ready_reason: str = "starting"
+    details: dict[str, object] = field(default_factory=dict)
