@@ -7,8 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
+from model_export.onnx_export import ParityError
 from offline_jobs.pipeline import publish_existing, run_pipeline
+from offline_jobs.publish import PublishError
 from offline_jobs.settings import JobSettings
+from prerank_contract.bundle import BundleError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             publish_existing(settings, args.bundle)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, BundleError, ParityError, PublishError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

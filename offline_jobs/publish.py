@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+import redis
 from tqdm import tqdm
 
 from offline_jobs.data.dataset import InteractionData
@@ -23,6 +24,16 @@ from prerank_contract.manifest import MANIFEST_FILE
 from prerank_contract.redis_store import active_version, read_version
 
 log = logging.getLogger(__name__)
+
+
+class PublishError(Exception):
+    """Redis refused a write: the version was not activated; the message names the file."""
+
+
+def _redis_reason(exc: redis.RedisError) -> str:
+    """The server's reason, without the (binary) command a failed pipeline echoes."""
+    message = str(exc)
+    return message.split("caused error:", 1)[-1].strip()
 
 
 @dataclass(frozen=True)
@@ -81,11 +92,16 @@ def publish_bundle(
         sorted(manifest.files), desc=f"publish {version}", disable=not progress, unit="file"
     ):
         data = (bundle_dir / name).read_bytes()
-        pipe = client.pipeline(transaction=False)
         chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
+        pipe = client.pipeline(transaction=False)
         for index, chunk in enumerate(chunks):
             pipe.set(keys.file_chunk(version, name, index), chunk)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise PublishError(
+                f"publishing {version}: writing {name} failed: {_redis_reason(exc)}"
+            ) from exc
         counts[name] = len(chunks)
         written += len(data)
     client.hset(keys.files(version), mapping=counts)

@@ -27,7 +27,7 @@ class FeatureStore:
     def get(self, user_id: int) -> UserRecord | None:
         """{"features": {field: value}, "history": [item ids]} or None for an unknown user."""
         if self.client is None:
-            return None
+            raise FeatureStoreUnavailableError("no Redis connection")
         try:
             raw = self.client.get(self.keys.user(user_id))
         except redis.RedisError as exc:

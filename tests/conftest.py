@@ -1,0 +1,273 @@
+"""Shared builders: a tiny synthetic world, a trained tiny FIT, its bundle, the real Redis, and a
+real uvicorn serving it. Session-scoped, so the suite trains and exports once."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import torch
+
+from offline_jobs.build import build_bundle, config_fingerprint
+from offline_jobs.data.dataset import InteractionData
+from offline_jobs.data.synthetic import SyntheticConfig, generate_synthetic
+from offline_jobs.evaluate import evaluate
+from offline_jobs.publish import publish_bundle, publish_user_features
+from offline_jobs.settings import JobSettings
+from offline_jobs.train import TrainConfig, new_model, train_model
+from prerank_contract.manifest import Manifest, ModelMetrics
+from prerank_model.config import ModelConfig
+from prerank_model.models.base import PrerankModel
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("PRERANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+TINY_WORLD = SyntheticConfig(
+    seed=11,
+    num_users=120,
+    num_items=300,
+    num_categories=6,
+    brands_per_category=4,
+    events_per_user=20,
+    max_history=8,
+)
+TINY_MODEL = ModelConfig(
+    embedding_dim=8,
+    tower_hidden=(32,),
+    head_dim=8,
+    user_heads=3,
+    item_heads=2,
+    num_meta_queries=6,
+    din_hidden=(16,),
+    lss_row_dim=4,
+    lss_col_dim=3,
+)
+TINY_TRAIN = TrainConfig(seed=5, epochs=2, batch_size=128, learning_rate=5e-3)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: Manifest
+
+
+def tiny_settings(artifacts_dir: Path, key_prefix: str) -> JobSettings:
+    return JobSettings(
+        artifacts_dir=artifacts_dir,
+        synthetic=TINY_WORLD,
+        model=TINY_MODEL,
+        train=TINY_TRAIN,
+        redis_url=REDIS_URL,
+        redis_key_prefix=key_prefix,
+        parity_users=16,
+        publish_chunk_bytes=4096,
+    )
+
+
+@pytest.fixture(scope="session")
+def key_prefix() -> str:
+    """A fresh key prefix per test session: the suite never touches another run's keys."""
+    return f"prerank-test-{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture(scope="session")
+def job_settings(tmp_path_factory: pytest.TempPathFactory, key_prefix: str) -> JobSettings:
+    return tiny_settings(tmp_path_factory.mktemp("artifacts"), key_prefix)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(job_settings: JobSettings) -> InteractionData:
+    return generate_synthetic(job_settings.synthetic, progress=False)
+
+
+def train_tiny(name: str, data: InteractionData, settings: JobSettings) -> PrerankModel:
+    torch.set_num_threads(settings.torch_threads)
+    model = new_model(name, data.schema, settings.model, settings.train.seed)
+    train_model(model, data, settings.train, progress=False)
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained_fit(tiny_data: InteractionData, job_settings: JobSettings) -> PrerankModel:
+    return train_tiny("fit", tiny_data, job_settings)
+
+
+def make_bundle(model: PrerankModel, data: InteractionData, settings: JobSettings) -> Bundle:
+    metrics = ModelMetrics(splits=evaluate(model, data, 4096), train_seconds=0.0, epochs=1)
+    fingerprint = config_fingerprint(settings, model.name, data.fingerprint())
+    path, manifest = build_bundle(model, metrics, {}, data, settings, fingerprint)
+    return Bundle(path, manifest)
+
+
+@pytest.fixture(scope="session")
+def fit_bundle(
+    trained_fit: PrerankModel, tiny_data: InteractionData, job_settings: JobSettings
+) -> Bundle:
+    return make_bundle(trained_fit, tiny_data, job_settings)
+
+
+@pytest.fixture(scope="session")
+def redis_client(key_prefix: str) -> Iterator[redis.Redis]:
+    """The machine's real Redis; every key this session wrote is deleted afterwards."""
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    yield client
+    doomed = list(client.scan_iter(match=f"{key_prefix}*", count=1000))
+    if doomed:
+        client.delete(*doomed)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def published_fit(
+    redis_client: redis.Redis,
+    fit_bundle: Bundle,
+    tiny_data: InteractionData,
+    job_settings: JobSettings,
+) -> Bundle:
+    publish_user_features(redis_client, job_settings.keys, tiny_data, 100, progress=False)
+    publish_bundle(
+        redis_client,
+        job_settings.keys,
+        fit_bundle.path,
+        chunk_bytes=4096,
+        keep_versions=3,
+        progress=False,
+    )
+    return fit_bundle
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningService:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_service(
+    env_overrides: dict[str, str], log_path: Path, ready_timeout: float = 60.0
+) -> RunningService:
+    """`python -m service` as its own process (a real uvicorn), configured by PRERANK_* env."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRERANK_")}
+    env.update(
+        {
+            "PRERANK_HOST": "127.0.0.1",
+            "PRERANK_PORT": str(port),
+            "PRERANK_REDIS_URL": REDIS_URL,
+            "PRERANK_LOG_LEVEL": "warning",
+            **env_overrides,
+        }
+    )
+    handle = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    service = RunningService(f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"service exited early:\n{service.log()}")
+        try:
+            if httpx.get(f"{service.url}/healthz", timeout=1.0).status_code == 200:
+                return service
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"service did not answer within {ready_timeout} s:\n{service.log()}")
+
+
+def stop_service(service: RunningService) -> None:
+    service.process.terminate()
+    try:
+        service.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        service.process.kill()
+
+
+@pytest.fixture(scope="session")
+def service(
+    published_fit: Bundle, key_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningService]:
+    """A real uvicorn serving the published tiny FIT from the real Redis."""
+    running = start_service(
+        {"PRERANK_REDIS_KEY_PREFIX": key_prefix, "PRERANK_MAX_CANDIDATES": "500"},
+        tmp_path_factory.mktemp("service") / "service.log",
+    )
+    yield running
+    stop_service(running)
+
+
+def clone_bundle(source: Path, bundles_dir: Path, version: str) -> Path:
+    """A copy of a bundle under a new version id (same files and checksums, new manifest)."""
+    import json
+    import shutil
+
+    target = bundles_dir / version
+    shutil.copytree(source, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["version"] = version
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[redis.Redis]:
+    """A private redis-server on a free loopback port, stopped after the test."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield client
+    client.close()
+    process.terminate()
+    process.wait(timeout=10)

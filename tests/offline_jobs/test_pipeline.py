@@ -1,0 +1,86 @@
+"""The main job as a user runs it: `python -m offline_jobs run`, twice, with and without Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from prerank_contract.keys import RedisKeys
+from prerank_contract.redis_store import active_version
+from tests.conftest import REDIS_URL, REPO_ROOT, TINY_MODEL, TINY_TRAIN, TINY_WORLD
+
+
+def run_job(artifacts: Path, prefix: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PRERANK_")}
+    base.update(
+        {
+            "PRERANK_ARTIFACTS_DIR": str(artifacts),
+            "PRERANK_REDIS_URL": REDIS_URL,
+            "PRERANK_REDIS_KEY_PREFIX": prefix,
+            "PRERANK_SYNTHETIC": TINY_WORLD.model_dump_json(),
+            "PRERANK_MODEL": TINY_MODEL.model_dump_json(),
+            "PRERANK_TRAIN": TINY_TRAIN.model_dump_json(),
+            "PRERANK_PARITY_USERS": "8",
+            **env,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "offline_jobs", "run", "--quiet", *args],
+        cwd=REPO_ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def bundle_dirs(artifacts: Path) -> list[Path]:
+    root = artifacts / "bundles"
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+    )
+
+
+def test_run_trains_publishes_and_reuses_on_the_second_run(
+    tmp_path: Path, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    prefix = f"{key_prefix}job:"
+    first = run_job(tmp_path, prefix)
+    assert first.returncode == 0, first.stderr
+    assert "fit: test AUC" in first.stdout and "two_tower: test AUC" in first.stdout
+    bundles = bundle_dirs(tmp_path)
+    assert {p.name.split("-")[0] for p in bundles} == {"fit", "two_tower"}
+    served = (tmp_path / "bundles" / "current").resolve()
+    manifest = json.loads((served / "manifest.json").read_text())
+    assert manifest["model_name"] == "fit"
+    assert set(manifest["comparison"]) == {"two_tower"}  # both figures in each manifest
+    assert active_version(redis_client, RedisKeys(prefix)) == manifest["version"]
+    assert redis_client.get(RedisKeys(prefix).user(1)) is not None
+
+    second = run_job(tmp_path, prefix)
+    assert second.returncode == 0, second.stderr
+    assert "reusing bundles" in second.stderr
+    assert "(already_active)" in second.stdout
+    assert bundle_dirs(tmp_path) == bundles  # nothing rebuilt
+
+
+def test_without_redis_it_says_so_in_one_line_and_keeps_the_local_bundle(tmp_path: Path) -> None:
+    result = run_job(tmp_path, "unused:", PRERANK_REDIS_URL="redis://127.0.0.1:1/0")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "not reachable" in line]
+    assert len(lines) == 1
+    assert (tmp_path / "bundles" / "current" / "manifest.json").is_file()
+
+
+def test_bad_settings_fail_with_a_message_naming_the_problem(tmp_path: Path) -> None:
+    result = run_job(tmp_path, "unused:", PRERANK_MODELS='["fit", "nope"]')
+    assert result.returncode == 2
+    assert "unknown model 'nope'" in result.stderr
+    assert not (tmp_path / "bundles").exists()

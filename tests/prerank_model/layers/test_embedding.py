@@ -1,0 +1,66 @@
+"""FieldEmbedding: field order, mean pooling of multi-slot fields, the zero padding row."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prerank_contract.features import PADDING_INDEX, FieldSpec
+from prerank_model.layers.embedding import FieldEmbedding
+
+DIM = 4
+FIELDS = (
+    FieldSpec(name="item_id", source="item", vocab_size=9),
+    FieldSpec(name="genres", source="item", vocab_size=7, slots=3),
+    FieldSpec(name="year", source="item", vocab_size=5),
+)
+ROWS = torch.tensor(
+    [
+        [3, 2, 0, 5, 1],  # genres {2, 5} plus one padding slot
+        [8, 3, 3, 1, 4],  # a repeated genre counts twice
+        [0, 0, 0, 0, 0],  # everything missing
+        [1, 6, 6, 6, 0],
+    ]
+)
+
+
+@pytest.fixture
+def embedding() -> FieldEmbedding:
+    torch.manual_seed(0)
+    return FieldEmbedding(FIELDS, DIM)
+
+
+def test_output_dim_is_one_block_per_field(embedding: FieldEmbedding) -> None:
+    assert embedding.output_dim == DIM * len(FIELDS)
+    assert embedding(ROWS).shape == (ROWS.shape[0], embedding.output_dim)
+    assert embedding(ROWS.view(2, 2, -1)).shape == (2, 2, embedding.output_dim)
+
+
+@torch.no_grad()
+def test_single_slot_fields_are_table_rows_concatenated_in_field_order(
+    embedding: FieldEmbedding,
+) -> None:
+    out = embedding(ROWS)
+    ids, years = embedding.tables[0].weight, embedding.tables[2].weight
+    torch.testing.assert_close(out[:, :DIM], ids[ROWS[:, 0]])
+    torch.testing.assert_close(out[:, 2 * DIM :], years[ROWS[:, 4]])
+
+
+@torch.no_grad()
+def test_multi_slot_field_is_the_mean_of_its_non_padding_slots(embedding: FieldEmbedding) -> None:
+    genres = embedding.tables[1].weight
+    out = embedding(ROWS)[:, DIM : 2 * DIM]
+    torch.testing.assert_close(out[0], (genres[2] + genres[5]) / 2)
+    torch.testing.assert_close(out[1], (2 * genres[3] + genres[1]) / 3)
+    torch.testing.assert_close(out[3], genres[6])
+    assert torch.count_nonzero(out[2]) == 0
+
+
+def test_padding_index_embeds_to_zero_and_gets_no_gradient(embedding: FieldEmbedding) -> None:
+    out = embedding(ROWS)
+    assert torch.count_nonzero(out[2]) == 0
+    assert torch.count_nonzero(out[0]) > 0
+    out.sum().backward()
+    for table in embedding.tables:
+        assert torch.count_nonzero(table.weight[PADDING_INDEX]) == 0
+        assert torch.count_nonzero(table.weight.grad[PADDING_INDEX]) == 0

@@ -1,0 +1,59 @@
+"""Where the service loads its model from, and refusing what it must not serve."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import start_service, stop_service
+
+NO_REDIS = "redis://127.0.0.1:1/0"
+
+
+def test_serves_the_local_bundle_when_redis_is_unreachable(fit_bundle, tmp_path: Path, tiny_data):
+    service = start_service(
+        {"PRERANK_REDIS_URL": NO_REDIS, "PRERANK_BUNDLE_DIR": str(fit_bundle.path)},
+        tmp_path / "log",
+    )
+    try:
+        ready = httpx.get(f"{service.url}/readyz").json()
+        assert ready["ready"] is True
+        assert ready["source"] == str(fit_bundle.path.resolve())
+        body = httpx.post(
+            f"{service.url}/prerank",
+            json={"user_id": 1, "candidates": tiny_data.catalogue[:20].tolist()},
+        ).json()
+        assert len(body["items"]) == 20
+        assert body["degraded"] is True  # no feature store without Redis: said, not hidden
+    finally:
+        stop_service(service)
+
+
+def test_not_ready_with_a_reason_when_there_is_no_model(tmp_path: Path):
+    service = start_service({"PRERANK_REDIS_URL": NO_REDIS}, tmp_path / "log")
+    try:
+        response = httpx.get(f"{service.url}/readyz")
+        assert response.status_code == 503
+        assert "PRERANK_BUNDLE_DIR" in response.json()["reason"]
+        assert (
+            httpx.post(f"{service.url}/prerank", json={"user_id": 1, "candidates": [1]}).status_code
+            == 503
+        )
+    finally:
+        stop_service(service)
+
+
+def test_a_corrupted_bundle_is_refused_naming_the_file(fit_bundle, tmp_path: Path):
+    bundle = Path(shutil.copytree(fit_bundle.path, tmp_path / "bundle"))
+    (bundle / "user_tower.onnx").write_bytes(b"not a graph")
+    service = start_service(
+        {"PRERANK_REDIS_URL": NO_REDIS, "PRERANK_BUNDLE_DIR": str(bundle)}, tmp_path / "log"
+    )
+    try:
+        response = httpx.get(f"{service.url}/readyz")
+        assert response.status_code == 503
+        assert "user_tower.onnx" in response.json()["reason"]
+    finally:
+        stop_service(service)
