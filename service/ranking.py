@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -56,8 +56,14 @@ def parse_request(body: bytes, max_candidates: int, max_history: int) -> Prerank
     return request
 
 
+FieldValue = int | list[int]
+
+
 def user_features_row(
-    snapshot: Snapshot, user_id: int, stored: dict[str, object], given: dict[str, object]
+    snapshot: Snapshot,
+    user_id: int,
+    stored: Mapping[str, FieldValue],
+    given: Mapping[str, FieldValue],
 ) -> np.ndarray:
     """The [1, S_u] int64 profile row: request fields over stored ones over padding.
 

@@ -75,9 +75,9 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(state: State) -> JSONResponse:
     """Readiness: a version is loaded and warmed."""
-    if not state.ready:
-        return JSONResponse({"ready": False, "reason": state.not_ready_reason}, status_code=503)
     snapshot = state.snapshot
+    if not state.ready or snapshot is None:
+        return JSONResponse({"ready": False, "reason": state.not_ready_reason}, status_code=503)
     return JSONResponse(
         {
             "ready": True,
