@@ -55,20 +55,14 @@ def find_reusable_bundle(bundles_dir: Path, fingerprint: str) -> tuple[Path, Man
 
 def redis_client(settings: JobSettings) -> redis.Redis | None:
     """A connected client, or None (with one line saying so) when Redis does not answer."""
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-    )
     try:
-        client.ping()
+        return settings.connect_redis()
     except redis.RedisError as exc:
         print(
             f"Redis at {settings.redis_url} not reachable ({exc.__class__.__name__}): "
             f"not publishing; the service serves from {settings.bundles_dir / 'current'}"
         )
         return None
-    return client
 
 
 def build_all(
@@ -147,16 +141,22 @@ def run_pipeline(
         publish_user_features(
             client, settings.keys, data, settings.feature_store_batch_size, progress=progress
         )
-        result = publish_bundle(
-            client,
-            settings.keys,
-            served_path,
-            chunk_bytes=settings.publish_chunk_bytes,
-            keep_versions=settings.publish_keep_versions,
-            progress=progress,
-        )
-        print(f"published {result.version} to {settings.redis_url} ({result.action})")
+        publish_version(settings, client, served_path, progress=progress)
     return bundles
+
+
+def publish_version(
+    settings: JobSettings, client: redis.Redis, bundle_dir: Path, *, progress: bool = True
+) -> None:
+    result = publish_bundle(
+        client,
+        settings.keys,
+        bundle_dir,
+        chunk_bytes=settings.publish_chunk_bytes,
+        keep_versions=settings.publish_keep_versions,
+        progress=progress,
+    )
+    print(f"published {result.version} to {settings.redis_url} ({result.action})")
 
 
 def publish_existing(settings: JobSettings, bundle_dir: Path) -> None:
@@ -167,11 +167,4 @@ def publish_existing(settings: JobSettings, bundle_dir: Path) -> None:
         raise ValueError(
             f"cannot publish {bundle_dir}: Redis at {settings.redis_url} not reachable"
         )
-    result = publish_bundle(
-        client,
-        settings.keys,
-        bundle_dir,
-        chunk_bytes=settings.publish_chunk_bytes,
-        keep_versions=settings.publish_keep_versions,
-    )
-    print(f"published {result.version} to {settings.redis_url} ({result.action})")
+    publish_version(settings, client, bundle_dir)

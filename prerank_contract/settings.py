@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,3 +25,17 @@ class CommonSettings(BaseSettings):
     @property
     def keys(self) -> RedisKeys:
         return RedisKeys(self.redis_key_prefix)
+
+    def connect_redis(self) -> redis.Redis:
+        """A client that has answered PING; raises redis.RedisError when Redis does not."""
+        client = redis.Redis.from_url(
+            self.redis_url,
+            socket_timeout=self.redis_timeout_seconds,
+            socket_connect_timeout=self.redis_timeout_seconds,
+        )
+        try:
+            client.ping()
+        except redis.RedisError:
+            client.close()
+            raise
+        return client

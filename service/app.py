@@ -25,17 +25,11 @@ log = logging.getLogger(__name__)
 def connect_redis(settings: ServiceSettings) -> redis.Redis | None:
     if not settings.use_redis:
         return None
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-    )
     try:
-        client.ping()
+        return settings.connect_redis()
     except redis.RedisError as exc:
         log.warning("Redis at %s not reachable (%s)", settings.redis_url, exc)
         return None
-    return client
 
 
 def load_snapshot(settings: ServiceSettings, client: redis.Redis | None) -> Snapshot:

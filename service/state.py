@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from service.feature_store import FeatureStore
 from service.metrics import Metrics
@@ -20,4 +20,3 @@ class ServiceState:
     snapshot: Snapshot | None = None
     ready: bool = False
     not_ready_reason: str = "starting"
-    details: dict[str, object] = field(default_factory=dict)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from offline_jobs.data.dataset import InteractionData
+from service.metrics import STAGES
 
 
 def post(service, body: object) -> httpx.Response:
@@ -154,7 +155,7 @@ def test_metrics_show_the_request_in_every_stage(service, tiny_data):
     before = httpx.get(f"{service.url}/metrics").text
     post(service, {"user_id": 3, "candidates": tiny_data.catalogue[:100].tolist()})
     after = httpx.get(f"{service.url}/metrics").text
-    for stage in ("parse", "features", "user_tower", "gather", "scorer", "topk", "serialize"):
+    for stage in STAGES:
         assert count(after, stage) == count(before, stage) + 1, stage
     assert 'prerank_candidates_bucket{le="100.0"}' in after
     assert "prerank_active_version{" in after
