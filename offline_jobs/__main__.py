@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from model_export.onnx_export import ParityError
 from offline_jobs.pipeline import publish_existing, run_pipeline
 from offline_jobs.publish import PublishError
@@ -34,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = JobSettings()
+    try:
+        settings = JobSettings()
+    except ValidationError as exc:
+        print(f"error: invalid PRERANK_* settings:\n{exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "run":
             run_pipeline(

@@ -22,7 +22,7 @@ class JobSettings(CommonSettings):
     artifacts_dir: Path = Field(default=REPO_ROOT / "artifacts", description="bundles live here")
     dataset: Literal["synthetic", "ml-1m"] = "synthetic"
     synthetic: SyntheticConfig = SyntheticConfig()
-    ml1m: MovieLensConfig = MovieLensConfig(data_dir=REPO_ROOT.parent / "shared" / "data" / "ml-1m")
+    ml1m: MovieLensConfig = MovieLensConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     models: tuple[str, ...] = Field(default=("fit", "two_tower"), description="trained together")

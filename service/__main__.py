@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from service.app import create_app
 from service.settings import ServiceSettings
 
 
-def main() -> None:
-    settings = ServiceSettings()
+def main() -> int:
+    try:
+        settings = ServiceSettings()
+    except ValidationError as exc:
+        print(f"error: invalid PRERANK_* settings:\n{exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -22,7 +28,8 @@ def main() -> None:
         log_level=settings.log_level,
         access_log=False,
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -26,6 +26,8 @@ from tqdm import tqdm
 from offline_jobs.data.dataset import InteractionData, random_split
 from prerank_contract.features import PADDING_INDEX, FeatureSchema, FieldSpec
 
+# The project keeps data beside the repository, never in it: <repo>/../shared/data/ml-1m.
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-1m"
 ENCODING = "latin-1"  # movies.dat is Latin-1; users.dat and ratings.dat are ASCII, a subset
 SEPARATOR = "::"
 GENRE_SEPARATOR = "|"
@@ -40,7 +42,9 @@ class MovieLensConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    data_dir: Path = Field(description="the ml-1m folder holding ratings/users/movies.dat")
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR, description="the ml-1m folder holding ratings/users/movies.dat"
+    )
     seed: int = 2022
     max_history: int = Field(default=20, ge=1)
     drop_neutral: bool = Field(default=True, description="drop ratings == positive_threshold")

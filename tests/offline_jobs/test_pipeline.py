@@ -84,3 +84,10 @@ def test_bad_settings_fail_with_a_message_naming_the_problem(tmp_path: Path) -> 
     assert result.returncode == 2
     assert "unknown model 'nope'" in result.stderr
     assert not (tmp_path / "bundles").exists()
+
+
+def test_invalid_settings_are_a_one_message_error_not_a_traceback(tmp_path: Path) -> None:
+    result = run_job(tmp_path, "unused:", PRERANK_TRAIN__EPOCHS="0")
+    assert result.returncode == 2
+    assert "invalid PRERANK_* settings" in result.stderr and "epochs" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,48 @@
+"""The in-memory snapshot: id lookup, history description, and the serving math it runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from prerank_contract.features import PADDING_INDEX
+from service.settings import ServiceSettings
+from service.snapshot import Snapshot
+
+
+@pytest.fixture(scope="module")
+def snapshot(fit_bundle) -> Snapshot:
+    return Snapshot.from_dir(fit_bundle.path, ServiceSettings(use_redis=False))
+
+
+def test_lookup_finds_rows_and_flags_unknown_ids(snapshot: Snapshot) -> None:
+    ids = np.array([snapshot.item_ids[5], -3, snapshot.item_ids[0], 10**12, snapshot.item_ids[-1]])
+    rows, known = snapshot.lookup(ids)
+    assert known.tolist() == [True, False, True, False, True]
+    assert snapshot.item_ids[rows[known]].tolist() == ids[known].tolist()
+
+
+def test_history_drops_unknown_ids_keeps_the_most_recent_and_left_pads(snapshot: Snapshot) -> None:
+    length = snapshot.manifest.feature_schema.max_history
+    ids = snapshot.item_ids
+    history = np.array([*ids[: length + 3], 10**12])  # longer than L, unknown id last
+    described = snapshot.history_features(history)
+    assert described.shape == (1, length, snapshot.item_features.shape[1])
+    assert described[0, :, 0].tolist() == ids[3 : length + 3].tolist()  # the most recent L known
+    short = snapshot.history_features(ids[:2])
+    assert (short[0, : length - 2] == PADDING_INDEX).all()
+    assert short[0, length - 2 :, 0].tolist() == ids[:2].tolist()
+
+
+def test_snapshot_scores_equal_the_model(snapshot: Snapshot, trained_fit, tiny_data) -> None:
+    user = int(tiny_data.user_ids[0])
+    user_row = tiny_data.user_features[user][None]
+    history = snapshot.history_features(tiny_data.latest_histories[user])
+    rows = np.arange(snapshot.item_ids.size)
+    logits = snapshot.score(snapshot.encode_user(user_row, history), *snapshot.gather(rows))
+    with torch.no_grad():
+        heads = trained_fit.encode_user(torch.from_numpy(user_row), torch.from_numpy(history))[0]
+        items, meta_index = trained_fit.encode_items(torch.from_numpy(snapshot.item_features))
+        expected = trained_fit.score(heads, items, meta_index).numpy()
+    assert np.abs(logits - expected).max() <= 1e-5
