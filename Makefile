@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-ARTIFACTS ?= artifacts
+ARTIFACTS ?= $(or $(PRERANK_ARTIFACTS_DIR),artifacts)
 
 .PHONY: setup run train serve test lint typecheck clean
 
@@ -17,7 +17,7 @@ $(STAMP): requirements.txt constraints.txt
 setup: $(STAMP)
 
 train: setup
-	$(PY) -m offline_jobs run
+	PRERANK_ARTIFACTS_DIR=$(ARTIFACTS) $(PY) -m offline_jobs run
 
 serve: setup
 	PRERANK_BUNDLE_DIR=$${PRERANK_BUNDLE_DIR:-$(ARTIFACTS)/bundles/current} $(PY) -m service

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+import redis
 from pydantic import ValidationError
 
 from model_export.onnx_export import ParityError
@@ -48,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             publish_existing(settings, args.bundle)
-    except (FileNotFoundError, ValueError, BundleError, ParityError, PublishError) as exc:
+    except (
+        FileNotFoundError,
+        ValueError,
+        BundleError,
+        ParityError,
+        PublishError,
+        redis.RedisError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -20,6 +20,7 @@ from offline_jobs.precompute import precompute_items
 from offline_jobs.settings import REPO_ROOT, JobSettings
 from prerank_contract.manifest import (
     FAISS_INDEX_FILE,
+    FORMAT_VERSION,
     ITEM_FEATURES_FILE,
     ITEM_HEADS_FILE,
     ITEM_IDS_FILE,
@@ -35,9 +36,27 @@ from prerank_model.models.fit import FIT
 log = logging.getLogger(__name__)
 
 
+# The packages whose code decides a bundle's bytes: an edit to any of them invalidates reuse.
+CODE_PACKAGES = ("prerank_contract", "prerank_model", "model_export", "offline_jobs")
+GIT_TIMEOUT_SECONDS = 5
+
+
+def code_fingerprint() -> str:
+    """sha256 over the source of CODE_PACKAGES (path and content of every .py file)."""
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            digest.update(str(path.relative_to(REPO_ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def config_fingerprint(settings: JobSettings, model_name: str, dataset_fingerprint: str) -> str:
-    """Identifies what a bundle was built from; equal fingerprints mean a bundle can be reused."""
+    """Identifies what a bundle was built from (settings, data, code, bundle format); equal
+    fingerprints mean a bundle can be reused."""
     payload = {
+        "format_version": FORMAT_VERSION,
+        "code": code_fingerprint(),
         "model_name": model_name,
         "models": list(settings.models),
         "model": settings.model.model_dump(mode="json"),
@@ -55,7 +74,7 @@ def git_commit() -> str | None:
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
-            timeout=5,
+            timeout=GIT_TIMEOUT_SECONDS,
             check=True,
         )
     except (OSError, subprocess.SubprocessError):
@@ -84,13 +103,19 @@ def build_bundle(
     data: InteractionData,
     settings: JobSettings,
     fingerprint: str,
+    *,
+    progress: bool = True,
 ) -> tuple[Path, Manifest]:
     """Precompute items, export and check ONNX, and write the bundle atomically."""
     model.eval()
     created = datetime.now(UTC)
     version = f"{model.name}-{created:%Y%m%dT%H%M%S%fZ}-{fingerprint[:8]}"
     table = precompute_items(
-        model, data.catalogue, data.item_features, settings.precompute_batch_size
+        model,
+        data.catalogue,
+        data.item_features,
+        settings.precompute_batch_size,
+        progress=progress,
     )
     diagnostics: dict[str, float] = {
         "meta_vectors_used": float(np.unique(table.meta_index).size),
@@ -131,6 +156,7 @@ def build_bundle(
                 "model": settings.model.model_dump(mode="json"),
                 "train": settings.train.model_dump(mode="json"),
                 "models": list(settings.models),
+                "code_fingerprint": code_fingerprint(),
                 "data": json.loads(json.dumps(data.details, default=str)),
             },
             config_fingerprint=fingerprint,

@@ -41,11 +41,22 @@ def write_bundle(
         for path in tmp.iterdir():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
+        _fsync_dir(tmp)
         tmp.rename(final)
+        _fsync_dir(bundles_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final, manifest
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename inside `directory` durable."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def point_current(bundles_dir: Path, target: Path, link_name: str = CURRENT_LINK) -> Path:
@@ -55,4 +66,5 @@ def point_current(bundles_dir: Path, target: Path, link_name: str = CURRENT_LINK
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target.name)
     os.replace(tmp, link)
+    _fsync_dir(bundles_dir)
     return link

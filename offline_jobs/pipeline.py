@@ -112,6 +112,7 @@ def build_all(
             data,
             settings,
             fingerprints[name],
+            progress=progress,
         )
         for name, model in trained.items()
     }

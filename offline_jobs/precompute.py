@@ -35,7 +35,7 @@ class ItemTable:
     faiss_index: faiss.Index | None
 
 
-class MetaIndexMismatchError(Exception):
+class MetaIndexMismatchError(ValueError):
     """FAISS and the model disagree on an item's meta vector where no tie explains it."""
 
 
@@ -93,5 +93,7 @@ def _faiss_meta_index(
             raise MetaIndexMismatchError(
                 f"FAISS and argmax disagree on {int((gap > TIE_MARGIN).sum())} items beyond a tie"
             )
-        log.warning("%d items tie between meta vectors; FAISS assignment kept", differ.size)
+        # A tie: serve the model's own argmax, so serving equals `encode_items` exactly.
+        faiss_index[differ] = model_index[differ]
+        log.warning("%d items tie between meta vectors; the model's argmax kept", differ.size)
     return faiss_index

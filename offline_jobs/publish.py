@@ -1,14 +1,19 @@
 """Publish a bundle to Redis under versioned keys; switch the `active` pointer last.
 
-Order: verify the bundle on disk -> write user features and every chunk -> read everything back
-and check sha256 -> SET active (the one atomic step) -> record the version -> drop versions
-beyond the retention. A failure before the SET leaves the previous version active and intact.
+Order: verify the bundle on disk -> write every chunk, the chunk counts and the manifest -> read
+everything back and check sha256 -> SET active (the one atomic step) -> record the version ->
+drop versions beyond the retention. A failure before the SET leaves the previous version active
+and intact, and removes the keys the failed version wrote.
+
+User features are published separately (`publish_user_features`), keyed by the feature schema's
+fingerprint: refreshing them never changes what a model of another schema reads.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,9 +30,11 @@ from prerank_contract.redis_store import active_version, read_version
 
 log = logging.getLogger(__name__)
 
+SCAN_BATCH = 1000  # keys per SCAN round trip when deleting a version
+
 
 class PublishError(Exception):
-    """Redis refused a write: the version was not activated; the message names the file."""
+    """Redis refused a write: the version was not activated; the message says what failed."""
 
 
 def _redis_reason(exc: redis.RedisError) -> str:
@@ -48,9 +55,10 @@ class PublishResult:
 def publish_user_features(
     client: Any, keys: RedisKeys, data: InteractionData, batch_size: int, *, progress: bool = True
 ) -> int:
-    """Write every user's profile and latest history to the online feature store."""
+    """Write every user's profile and latest history to the online feature store, under the
+    fingerprint of the data's feature schema (a model only reads records of its own schema)."""
     user_ids = range(1, data.num_users + 1)
-    written = 0
+    schema = data.schema.fingerprint
     for start in tqdm(
         range(0, len(user_ids), batch_size),
         desc="feature store",
@@ -59,10 +67,12 @@ def publish_user_features(
     ):
         pipe = client.pipeline(transaction=False)
         for user_id in user_ids[start : start + batch_size]:
-            pipe.set(keys.user(user_id), orjson.dumps(data.user_record(user_id)))
-            written += 1
-        pipe.execute()
-    return written
+            pipe.set(keys.user(schema, user_id), orjson.dumps(data.user_record(user_id)))
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise PublishError(f"writing user features failed: {_redis_reason(exc)}") from exc
+    return len(user_ids)
 
 
 def publish_bundle(
@@ -74,7 +84,11 @@ def publish_bundle(
     keep_versions: int,
     progress: bool = True,
 ) -> PublishResult:
-    """Publish `bundle_dir`; a no-op when that version is already active and reads back intact."""
+    """Publish `bundle_dir`; a no-op when that version is already active and reads back intact.
+
+    Raises BundleError (bundle invalid, or read-back mismatch) or PublishError (Redis refused a
+    command); either way the pointer has not moved and the failed version's keys are removed.
+    """
     started = time.perf_counter()
     manifest = verify_bundle_dir(bundle_dir)
     version = manifest.version
@@ -86,10 +100,40 @@ def publish_bundle(
             log.warning(
                 "active version %s is damaged in Redis (%s); publishing again", version, exc
             )
+    try:
+        written = _write_version(
+            client, keys, bundle_dir, manifest.files, version, chunk_bytes, progress
+        )
+        read_version(client, keys, version)
+        client.set(keys.active, version)
+        client.lrem(keys.versions, 0, version)
+        client.lpush(keys.versions, version)
+        removed = _drop_old_versions(client, keys, keep_versions)
+    except redis.RedisError as exc:
+        _discard_failed(client, keys, version)
+        raise PublishError(f"publishing {version} failed: {_redis_reason(exc)}") from exc
+    except (PublishError, BundleError):
+        _discard_failed(client, keys, version)
+        raise
+    seconds = time.perf_counter() - started
+    log.info("published %s: %d bytes in %.2f s; active now %s", version, written, seconds, version)
+    return PublishResult(version, "published", written, seconds, removed)
+
+
+def _write_version(
+    client: Any,
+    keys: RedisKeys,
+    bundle_dir: Path,
+    file_names: Iterable[str],
+    version: str,
+    chunk_bytes: int,
+    progress: bool,
+) -> int:
+    """Every file as chunks, then the chunk counts, then the manifest. Returns bytes written."""
     written = 0
     counts: dict[str, int] = {}
     for name in tqdm(
-        sorted(manifest.files), desc=f"publish {version}", disable=not progress, unit="file"
+        sorted(file_names), desc=f"publish {version}", disable=not progress, unit="file"
     ):
         data = (bundle_dir / name).read_bytes()
         chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
@@ -106,14 +150,22 @@ def publish_bundle(
         written += len(data)
     client.hset(keys.files(version), mapping=counts)
     client.set(keys.manifest(version), (bundle_dir / MANIFEST_FILE).read_bytes())
-    read_version(client, keys, version)  # raises BundleError before the pointer moves
-    client.set(keys.active, version)
-    client.lrem(keys.versions, 0, version)
-    client.lpush(keys.versions, version)
-    removed = _drop_old_versions(client, keys, keep_versions)
-    seconds = time.perf_counter() - started
-    log.info("published %s: %d bytes in %.2f s; active now %s", version, written, seconds, version)
-    return PublishResult(version, "published", written, seconds, removed)
+    return written
+
+
+def _discard_failed(client: Any, keys: RedisKeys, version: str) -> None:
+    """Remove what a failed publish wrote, unless that version is (still) the active one."""
+    try:
+        if active_version(client, keys) != version:
+            _delete_version_keys(client, keys, version)
+    except redis.RedisError as exc:
+        log.warning("could not remove the keys of failed version %s: %s", version, exc)
+
+
+def _delete_version_keys(client: Any, keys: RedisKeys, version: str) -> None:
+    doomed = list(client.scan_iter(match=keys.version_pattern(version), count=SCAN_BATCH))
+    if doomed:
+        client.delete(*doomed)
 
 
 def _drop_old_versions(client: Any, keys: RedisKeys, keep: int) -> tuple[str, ...]:
@@ -126,9 +178,7 @@ def _drop_old_versions(client: Any, keys: RedisKeys, keep: int) -> tuple[str, ..
     for version in stale:
         if version == active:
             continue
-        doomed = list(client.scan_iter(match=keys.version_pattern(version), count=1000))
-        if doomed:
-            client.delete(*doomed)
+        _delete_version_keys(client, keys, version)
         client.lrem(keys.versions, 0, version)
         removed.append(version)
     return tuple(removed)

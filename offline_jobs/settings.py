@@ -20,20 +20,20 @@ class JobSettings(CommonSettings):
     """Everything the train -> export -> bundle -> publish job reads; recorded in manifests."""
 
     artifacts_dir: Path = Field(default=REPO_ROOT / "artifacts", description="bundles live here")
-    dataset: Literal["synthetic", "ml-1m"] = "synthetic"
-    synthetic: SyntheticConfig = SyntheticConfig()
-    ml1m: MovieLensConfig = MovieLensConfig()
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
+    dataset: Literal["synthetic", "ml-1m"] = Field(default="synthetic", description="data source")
+    synthetic: SyntheticConfig = Field(default=SyntheticConfig(), description="the synthetic world")
+    ml1m: MovieLensConfig = Field(default=MovieLensConfig(), description="the ML-1M protocol")
+    model: ModelConfig = Field(default=ModelConfig(), description="model sizes")
+    train: TrainConfig = Field(default=TrainConfig(), description="training budget and seed")
     models: tuple[str, ...] = Field(default=("fit", "two_tower"), description="trained together")
     serve_model: str = Field(default="fit", description="the model published and served")
-    torch_threads: int = Field(default=2, ge=1)
-    parity_tolerance: float = Field(default=1e-5, gt=0)
+    torch_threads: int = Field(default=2, ge=1, description="intra-op threads of training")
+    parity_tolerance: float = Field(default=1e-5, gt=0, description="max abs diff ONNX vs torch")
     parity_users: int = Field(default=64, ge=1, description="users of the parity batch")
-    precompute_batch_size: int = Field(default=8192, ge=1)
+    precompute_batch_size: int = Field(default=8192, ge=1, description="items per batch")
     publish_chunk_bytes: int = Field(default=4 << 20, ge=1024, description="Redis value size")
     publish_keep_versions: int = Field(default=3, ge=1, description="versions kept for rollback")
-    feature_store_batch_size: int = Field(default=1000, ge=1)
+    feature_store_batch_size: int = Field(default=1000, ge=1, description="users per pipeline")
 
     @property
     def bundles_dir(self) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -46,6 +48,11 @@ class FeatureSchema(BaseModel):
         if self.item_fields[0].slots != 1:
             raise ValueError("the first item field must be the single-slot item id")
         return self
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Short hash of the schema: feature-store records are only read under the same one."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
     @property
     def user_fields(self) -> tuple[FieldSpec, ...]:

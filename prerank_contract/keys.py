@@ -14,7 +14,8 @@ class RedisKeys:
     - ``{p}v:{version}:manifest``        -> manifest JSON
     - ``{p}v:{version}:files``           -> hash: file name -> number of chunks
     - ``{p}v:{version}:file:{name}:{i}`` -> chunk i of a bundle file
-    - ``{p}user:{user_id}``              -> feature-store record of one user (JSON)
+    - ``{p}user:{schema}:{user_id}``     -> feature-store record of one user (JSON), under the
+                                            fingerprint of the feature schema it is encoded in
     """
 
     prefix: str = "prerank:"
@@ -39,5 +40,5 @@ class RedisKeys:
     def version_pattern(self, version: str) -> str:
         return f"{self.prefix}v:{version}:*"
 
-    def user(self, user_id: int) -> str:
-        return f"{self.prefix}user:{user_id}"
+    def user(self, schema_fingerprint: str, user_id: int) -> str:
+        return f"{self.prefix}user:{schema_fingerprint}:{user_id}"

@@ -26,13 +26,18 @@ class CommonSettings(BaseSettings):
     def keys(self) -> RedisKeys:
         return RedisKeys(self.redis_key_prefix)
 
+    def redis_client(self, read_timeout_seconds: float | None = None) -> redis.Redis:
+        """A client (not yet connected); reads time out after `read_timeout_seconds`."""
+        timeout = self.redis_timeout_seconds
+        return redis.Redis.from_url(
+            self.redis_url,
+            socket_timeout=timeout if read_timeout_seconds is None else read_timeout_seconds,
+            socket_connect_timeout=timeout,
+        )
+
     def connect_redis(self) -> redis.Redis:
         """A client that has answered PING; raises redis.RedisError when Redis does not."""
-        client = redis.Redis.from_url(
-            self.redis_url,
-            socket_timeout=self.redis_timeout_seconds,
-            socket_connect_timeout=self.redis_timeout_seconds,
-        )
+        client = self.redis_client()
         try:
             client.ping()
         except redis.RedisError:

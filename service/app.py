@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 import redis
+from anyio import to_thread
 from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
 
 from prerank_contract.bundle import BundleError
 from service.feature_store import FeatureStore
@@ -20,6 +22,8 @@ from service.snapshot import Snapshot
 from service.state import ServiceState
 
 log = logging.getLogger(__name__)
+
+WARMUP_SEED = 0  # warm-up requests are drawn from the catalogue with a fixed seed
 
 
 def connect_redis(settings: ServiceSettings) -> redis.Redis | None:
@@ -52,7 +56,7 @@ def load_snapshot(settings: ServiceSettings, client: redis.Redis | None) -> Snap
 
 def warm_up(snapshot: Snapshot, settings: ServiceSettings) -> None:
     """Run the user tower and the scorer on real catalogue rows before taking traffic."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(WARMUP_SEED)
     schema = snapshot.manifest.feature_schema
     for _ in range(settings.warmup_requests):
         rows = rng.integers(0, snapshot.item_ids.size, size=settings.warmup_candidates)
@@ -66,9 +70,14 @@ def warm_up(snapshot: Snapshot, settings: ServiceSettings) -> None:
 def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        threadpool_limits(limits=settings.blas_threads)
         client = connect_redis(settings)
         state: ServiceState = app.state.prerank
-        state.store = FeatureStore(client, settings.keys)
+        store_client = None
+        if client is not None:
+            store_client = settings.redis_client(settings.feature_store_timeout_seconds)
+        state.store = FeatureStore(store_client, settings.keys)
         try:
             started = time.perf_counter()
             snapshot = load_snapshot(settings, client)
@@ -82,12 +91,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 snapshot.source,
                 time.perf_counter() - started,
             )
-        except (BundleError, OSError, redis.RedisError) as exc:
+        except Exception as exc:  # a model that cannot load must not take the process down
             state.not_ready_reason = f"no model loaded: {exc}"
-            log.error("not ready: %s", state.not_ready_reason)
+            log.exception("not ready: %s", state.not_ready_reason)
         yield
-        if client is not None:
-            client.close()
+        for opened in (client, store_client):
+            if opened is not None:
+                opened.close()
 
     app = FastAPI(title="FIT pre-ranking service", version="0.1.0", lifespan=lifespan)
     app.state.prerank = ServiceState(settings, Metrics(), FeatureStore(None, settings.keys))

@@ -24,12 +24,15 @@ class FeatureStore:
         self.client = client
         self.keys = keys
 
-    def get(self, user_id: int) -> UserRecord | None:
-        """{"features": {field: value}, "history": [item ids]} or None for an unknown user."""
+    def get(self, schema_fingerprint: str, user_id: int) -> UserRecord | None:
+        """{"features": {field: value}, "history": [item ids]} or None for an unknown user.
+
+        Records are read under the fingerprint of the serving model's feature schema, so a model
+        never reads features encoded for another schema."""
         if self.client is None:
             raise FeatureStoreUnavailableError("no Redis connection")
         try:
-            raw = self.client.get(self.keys.user(user_id))
+            raw = self.client.get(self.keys.user(schema_fingerprint, user_id))
         except redis.RedisError as exc:
             log.warning("feature store read failed: %s", exc)
             raise FeatureStoreUnavailableError(str(exc)) from exc

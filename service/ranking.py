@@ -98,12 +98,12 @@ def user_features_row(
 
 
 def resolve_user(
-    request: PrerankRequest, store: FeatureStore
+    request: PrerankRequest, store: FeatureStore, schema_fingerprint: str
 ) -> tuple[UserRecord | None, UserSource, bool]:
     """(stored record or None, where the features come from, degraded)."""
     degraded = False
     try:
-        record = store.get(request.user_id)
+        record = store.get(schema_fingerprint, request.user_id)
     except FeatureStoreUnavailableError:
         record, degraded = None, True
     given = request.user_features is not None or request.history is not None
@@ -132,7 +132,9 @@ def rank(
         duplicates = unique_ids[counts > 1]
     metrics.candidates.observe(candidates.size)
     with timer.stage("features"):
-        record, source, degraded = resolve_user(request, store)
+        record, source, degraded = resolve_user(
+            request, store, snapshot.manifest.feature_schema.fingerprint
+        )
         stored = record or {"features": {}, "history": []}
         user_row = user_features_row(
             snapshot, request.user_id, stored["features"], request.user_features or {}

@@ -61,6 +61,9 @@ async def prerank(request: Request, state: State) -> Response:
     except RequestValidationError:
         metrics.requests.labels(status="422").inc()
         raise
+    except Exception:
+        metrics.requests.labels(status="500").inc()
+        raise
     metrics.request_seconds.observe(time.perf_counter() - started)
     metrics.requests.labels(status="200").inc()
     return Response(payload, media_type="application/json")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 UserSource = Literal["request", "feature_store", "cold_start"]
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+ItemId = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
 
 
 class PrerankRequest(BaseModel):
@@ -14,16 +17,16 @@ class PrerankRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: StrictInt = Field(ge=0, description="the caller's user id")
+    user_id: StrictInt = Field(ge=0, le=INT64_MAX, description="the caller's user id")
     user_features: dict[str, StrictInt | list[StrictInt]] | None = Field(
         default=None,
         description="encoded profile fields by name (see the manifest's feature schema); "
         "override the feature store's",
     )
-    history: list[StrictInt] | None = Field(
+    history: list[ItemId] | None = Field(
         default=None, description="behaviour item ids, most recent last; overrides the store's"
     )
-    candidates: list[StrictInt] = Field(description="item ids to score; duplicates scored once")
+    candidates: list[ItemId] = Field(description="item ids to score; duplicates scored once")
     top_k: StrictInt | None = Field(default=None, ge=1, description="return only the best k")
 
 

@@ -17,7 +17,10 @@ class ServiceSettings(CommonSettings):
     bundle_dir: Path | None = Field(
         default=None, description="local bundle served when Redis has no active version"
     )
-    use_redis: bool = Field(default=True, description="follow Redis (False: bundle_dir only)")
+    use_redis: bool = Field(
+        default=True,
+        description="load the active version and user features from Redis (False: bundle_dir only)",
+    )
     max_candidates: int = Field(default=10_000, ge=1, description="per request")
     max_request_history: int = Field(
         default=1_000,
@@ -25,9 +28,19 @@ class ServiceSettings(CommonSettings):
         description="longest history a request may carry (the model reads "
         "the most recent max_history of it)",
     )
+    feature_store_timeout_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        description="read timeout of a feature-store lookup; past it the "
+        "request is answered degraded instead of waiting",
+    )
+    request_threads: int = Field(
+        default=8, ge=1, description="worker threads running the CPU part of requests"
+    )
+    blas_threads: int = Field(default=1, ge=1, description="BLAS/OpenMP threads of numpy")
     ort_intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads per op")
-    ort_inter_op_threads: int = Field(default=1, ge=1)
+    ort_inter_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime parallel ops")
     ort_cpu_arena: bool = Field(default=True, description="ONNX Runtime CPU memory arena")
     warmup_requests: int = Field(default=3, ge=0, description="scored before becoming ready")
-    warmup_candidates: int = Field(default=1_000, ge=1)
-    log_level: str = "info"
+    warmup_candidates: int = Field(default=1_000, ge=1, description="candidates per warm-up")
+    log_level: str = Field(default="info", description="uvicorn and service log level")

@@ -1,7 +1,8 @@
 """A loaded model version: verified manifest, ONNX Runtime sessions and the item table.
 
 Loaded from Redis (the active version) or a local bundle directory; checksums are verified
-before any byte is used. Scoring reads the snapshot only, so a swap is one reference assignment.
+before any byte is used. A request reads one snapshot reference and nothing else, so replacing
+that reference can never mix two versions in one response.
 """
 
 from __future__ import annotations
@@ -44,8 +45,38 @@ def session_options(settings: ServiceSettings) -> ort.SessionOptions:
     return options
 
 
-def _array(files: Mapping[str, bytes], name: str) -> np.ndarray:
-    return np.load(io.BytesIO(files[name]), allow_pickle=False)
+def _array(files: Mapping[str, bytes], name: str, source: str) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(files[name]), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{source}/{name}: not a readable array: {exc}") from exc
+
+
+def _check_item_table(manifest: Manifest, arrays: Mapping[str, np.ndarray], source: str) -> None:
+    """Row counts, widths and index ranges of the item table must match the manifest."""
+    item_ids = arrays[ITEM_IDS_FILE]
+    n = manifest.item_count
+    problems = {
+        ITEM_IDS_FILE: item_ids.shape != (n,)
+        or bool(item_ids.size and np.any(np.diff(item_ids) <= 0)),
+        ITEM_HEADS_FILE: arrays[ITEM_HEADS_FILE].ndim != 3 or arrays[ITEM_HEADS_FILE].shape[0] != n,
+        META_INDEX_FILE: arrays[META_INDEX_FILE].shape != (n,)
+        or bool(
+            n
+            and not 0
+            <= arrays[META_INDEX_FILE].min()
+            <= arrays[META_INDEX_FILE].max()
+            < manifest.num_meta_queries
+        ),
+        ITEM_FEATURES_FILE: arrays[ITEM_FEATURES_FILE].shape
+        != (n, manifest.feature_schema.item_slots),
+    }
+    bad = [name for name, wrong in problems.items() if wrong]
+    if bad:
+        raise BundleError(
+            f"{source}: {bad} disagree with the manifest (item_count {n}, "
+            f"K {manifest.num_meta_queries}, sorted unique ids)"
+        )
 
 
 @dataclass(frozen=True)
@@ -77,26 +108,41 @@ class Snapshot:
         source: str,
         settings: ServiceSettings,
     ) -> Snapshot:
+        """Build a snapshot from verified files; refuse (BundleError, naming the file) any
+        bundle whose contents disagree with its manifest."""
         if manifest.kind != "decoupled":
             raise BundleError(f"{source}: {manifest.kind} models are not served yet")
+        required = {ITEM_IDS_FILE, ITEM_HEADS_FILE, META_INDEX_FILE, ITEM_FEATURES_FILE}
+        required |= {manifest.graphs[g].file for g in (USER_TOWER, SCORER) if g in manifest.graphs}
+        missing = sorted(required - set(manifest.files)) or sorted(
+            {USER_TOWER, SCORER} - set(manifest.graphs)
+        )
+        if missing:
+            raise BundleError(f"{source}: manifest lacks {missing}")
+        arrays = {
+            name: _array(files, name, source) for name in sorted(required) if name.endswith(".npy")
+        }
+        _check_item_table(manifest, arrays, source)
         options = session_options(settings)
         providers = ["CPUExecutionProvider"]
-        item_ids = _array(files, ITEM_IDS_FILE).astype(np.int64)
-        if item_ids.size and np.any(np.diff(item_ids) <= 0):
-            raise BundleError(f"{source}/{ITEM_IDS_FILE}: item ids not strictly increasing")
+        try:
+            user_tower = ort.InferenceSession(
+                files[manifest.graphs[USER_TOWER].file], options, providers=providers
+            )
+            scorer = ort.InferenceSession(
+                files[manifest.graphs[SCORER].file], options, providers=providers
+            )
+        except Exception as exc:  # onnxruntime raises its own error types
+            raise BundleError(f"{source}: ONNX Runtime cannot load a graph: {exc}") from exc
         return cls(
             manifest=manifest,
             source=source,
-            user_tower=ort.InferenceSession(
-                files[manifest.graphs[USER_TOWER].file], options, providers=providers
-            ),
-            scorer=ort.InferenceSession(
-                files[manifest.graphs[SCORER].file], options, providers=providers
-            ),
-            item_ids=item_ids,
-            item_heads=np.ascontiguousarray(_array(files, ITEM_HEADS_FILE), dtype=np.float32),
-            meta_index=_array(files, META_INDEX_FILE).astype(np.int64),
-            item_features=_array(files, ITEM_FEATURES_FILE).astype(np.int64),
+            user_tower=user_tower,
+            scorer=scorer,
+            item_ids=arrays[ITEM_IDS_FILE].astype(np.int64),
+            item_heads=np.ascontiguousarray(arrays[ITEM_HEADS_FILE], dtype=np.float32),
+            meta_index=arrays[META_INDEX_FILE].astype(np.int64),
+            item_features=arrays[ITEM_FEATURES_FILE].astype(np.int64),
         )
 
     @classmethod

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from offline_jobs.data.dataset import InteractionData, random_split
-from prerank_contract.features import PADDING_INDEX, FeatureSchema, FieldSpec
+from prerank_contract.features import PADDING_INDEX, FeatureSchema, FieldSpec, Source
 
 # The project keeps data beside the repository, never in it: <repo>/../shared/data/ml-1m.
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-1m"
@@ -34,6 +34,10 @@ GENRE_SEPARATOR = "|"
 YEAR_PATTERN = re.compile(r"\((\d{4})\)\s*$")
 USER_FIELDS = ("user_id", "gender", "age", "occupation", "zip_prefix")
 ITEM_FIELDS = ("item_id", "genres", "year")
+TOWER_FIELDS: tuple[tuple[Source, tuple[str, ...]], ...] = (
+    ("user", USER_FIELDS),
+    ("item", ITEM_FIELDS),
+)
 Row = TypeVar("Row")
 
 
@@ -65,7 +69,7 @@ def movielens_schema(
             FieldSpec(
                 name=name, source=source, vocab_size=vocab_sizes[name], slots=slots.get(name, 1)
             )
-            for source, names in (("user", USER_FIELDS), ("item", ITEM_FIELDS))
+            for source, names in TOWER_FIELDS
             for name in names
         ),
         max_history=config.max_history,

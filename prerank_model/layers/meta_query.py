@@ -16,11 +16,16 @@ class MetaQueryModule(nn.Module):
     is a buffer the trainer anneals.
     """
 
+    temperature: torch.Tensor
+
     def __init__(self, num_queries: int, key_dim: int, temperature: float = 1.0) -> None:
         super().__init__()
         self.meta_matrix = nn.Parameter(torch.empty(num_queries, key_dim))
         nn.init.kaiming_uniform_(self.meta_matrix, a=math.sqrt(5))
         self.register_buffer("temperature", torch.tensor(float(temperature)))
+
+    def set_temperature(self, tau: float) -> None:
+        self.temperature.fill_(tau)
 
     def query_group(self) -> torch.Tensor:
         """Q* = (Q Q^T) Q: [K, D]."""

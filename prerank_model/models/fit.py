@@ -97,7 +97,7 @@ class FIT(PrerankModel):
         config = self.config
         ramp = min(fraction / config.anneal_fraction, 1.0)
         tau = config.tau_start + (config.tau_floor - config.tau_start) * ramp
-        self.meta_query.temperature.fill_(tau)
+        self.meta_query.set_temperature(tau)
 
     @torch.no_grad()
     def soft_hard_cosine(self, item_features: torch.Tensor) -> float:

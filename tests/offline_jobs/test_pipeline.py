@@ -10,6 +10,7 @@ from pathlib import Path
 
 import redis
 
+from prerank_contract.features import FeatureSchema
 from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_store import active_version
 from tests.conftest import REDIS_URL, REPO_ROOT, TINY_MODEL, TINY_TRAIN, TINY_WORLD
@@ -62,7 +63,8 @@ def test_run_trains_publishes_and_reuses_on_the_second_run(
     assert manifest["model_name"] == "fit"
     assert set(manifest["comparison"]) == {"two_tower"}  # both figures in each manifest
     assert active_version(redis_client, RedisKeys(prefix)) == manifest["version"]
-    assert redis_client.get(RedisKeys(prefix).user(1)) is not None
+    schema = FeatureSchema.model_validate(manifest["feature_schema"])
+    assert redis_client.get(RedisKeys(prefix).user(schema.fingerprint, 1)) is not None
 
     second = run_job(tmp_path, prefix)
     assert second.returncode == 0, second.stderr

@@ -67,6 +67,9 @@ def test_unknown_and_duplicate_items_are_reported(service, tiny_data):
             {"user_id": 1, "candidates": [1], "user_features": {"gender": 99}},
             ["body", "user_features", "gender"],
         ),
+        ({"user_id": 1, "candidates": [1, 2**63]}, ["body", "candidates", 1]),
+        ({"user_id": 1, "candidates": [1], "history": [-(2**63) - 1]}, ["body", "history", 0]),
+        ({"user_id": 2**64, "candidates": [1]}, ["body", "user_id"]),
     ],
 )
 def test_malformed_body_is_422_naming_the_field(service, body, field):

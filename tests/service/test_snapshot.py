@@ -46,3 +46,23 @@ def test_snapshot_scores_equal_the_model(snapshot: Snapshot, trained_fit, tiny_d
         items, meta_index = trained_fit.encode_items(torch.from_numpy(snapshot.item_features))
         expected = trained_fit.score(heads, items, meta_index).numpy()
     assert np.abs(logits - expected).max() <= 1e-5
+
+
+def test_a_bundle_whose_contents_disagree_with_its_manifest_is_refused(fit_bundle, tmp_path):
+    """Checksums can be right while the contents are wrong (a bad build): refuse it by name."""
+    import json
+    import shutil
+
+    from prerank_contract.bundle import BundleError, sha256_file
+
+    bundle = shutil.copytree(fit_bundle.path, tmp_path / "bundle")
+    heads = np.load(bundle / "item_heads.npy")
+    np.save(bundle / "item_heads.npy", heads[:-1])  # one row short
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["item_heads.npy"] = {
+        "sha256": sha256_file(bundle / "item_heads.npy"),
+        "bytes": (bundle / "item_heads.npy").stat().st_size,
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"item_heads\.npy"):
+        Snapshot.from_dir(bundle, ServiceSettings(use_redis=False))

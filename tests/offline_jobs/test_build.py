@@ -1,0 +1,32 @@
+"""What decides bundle reuse: the config fingerprint covers settings, data and code."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from offline_jobs import build
+from offline_jobs.settings import JobSettings
+
+
+def test_fingerprint_changes_with_settings_data_and_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = JobSettings()
+    base = build.config_fingerprint(settings, "fit", "data-a")
+    assert base == build.config_fingerprint(settings, "fit", "data-a")
+    assert base != build.config_fingerprint(settings, "fit", "data-b")
+    assert base != build.config_fingerprint(settings, "two_tower", "data-a")
+    epochs = settings.model_copy(update={"train": settings.train.model_copy(update={"epochs": 9})})
+    assert base != build.config_fingerprint(epochs, "fit", "data-a")
+
+    # A copy of the code: same fingerprint; one edited line in the model package: another one.
+    for package in build.CODE_PACKAGES:
+        shutil.copytree(build.REPO_ROOT / package, tmp_path / package)
+    monkeypatch.setattr(build, "REPO_ROOT", tmp_path)
+    assert build.config_fingerprint(settings, "fit", "data-a") == base
+    layer = tmp_path / "prerank_model" / "layers" / "scorers.py"
+    layer.write_text(layer.read_text() + "\n# edited\n")
+    assert build.config_fingerprint(settings, "fit", "data-a") != base
