@@ -25,6 +25,7 @@ serve: setup
 run: train serve
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 lint: setup
