@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import redis
-from pydantic import ValidationError
 
 from model_export.onnx_export import ParityError
 from offline_jobs.pipeline import publish_existing, run_pipeline
 from offline_jobs.publish import PublishError
 from offline_jobs.settings import JobSettings
 from prerank_contract.bundle import BundleError
+from prerank_contract.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,11 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        settings = JobSettings()
-    except ValidationError as exc:
-        print(f"error: invalid PRERANK_* settings:\n{exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(JobSettings)
     try:
         if args.command == "run":
             run_pipeline(

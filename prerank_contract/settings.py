@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from typing import TypeVar
+
 import redis
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from prerank_contract.keys import RedisKeys
@@ -44,3 +47,16 @@ class CommonSettings(BaseSettings):
             client.close()
             raise
         return client
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+
+def load_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """Read the settings from the environment; on invalid values print one message naming each
+    field and exit with status 2 (a CLI error, not a traceback)."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        print(f"error: invalid {ENV_PREFIX}* settings:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None

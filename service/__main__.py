@@ -6,18 +6,14 @@ import logging
 import sys
 
 import uvicorn
-from pydantic import ValidationError
 
+from prerank_contract.settings import load_settings
 from service.app import create_app
 from service.settings import ServiceSettings
 
 
 def main() -> int:
-    try:
-        settings = ServiceSettings()
-    except ValidationError as exc:
-        print(f"error: invalid PRERANK_* settings:\n{exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(ServiceSettings)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

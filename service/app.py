@@ -84,7 +84,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             warm_up(snapshot, settings)
             state.snapshot = snapshot
             state.metrics.set_active(snapshot.version, snapshot.manifest.model_name)
-            state.ready, state.not_ready_reason = True, ""
+            state.not_ready_reason = ""
             log.info(
                 "serving %s from %s (loaded and warmed in %.2f s)",
                 snapshot.version,

@@ -79,7 +79,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: State) -> JSONResponse:
     """Readiness: a version is loaded and warmed."""
     snapshot = state.snapshot
-    if not state.ready or snapshot is None:
+    if snapshot is None:
         return JSONResponse({"ready": False, "reason": state.not_ready_reason}, status_code=503)
     return JSONResponse(
         {

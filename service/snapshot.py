@@ -54,20 +54,16 @@ def _array(files: Mapping[str, bytes], name: str, source: str) -> np.ndarray:
 
 def _check_item_table(manifest: Manifest, arrays: Mapping[str, np.ndarray], source: str) -> None:
     """Row counts, widths and index ranges of the item table must match the manifest."""
-    item_ids = arrays[ITEM_IDS_FILE]
+    item_ids, meta_index = arrays[ITEM_IDS_FILE], arrays[META_INDEX_FILE]
     n = manifest.item_count
+    meta_in_range = meta_index.size == 0 or (
+        meta_index.min() >= 0 and meta_index.max() < manifest.num_meta_queries
+    )
     problems = {
         ITEM_IDS_FILE: item_ids.shape != (n,)
         or bool(item_ids.size and np.any(np.diff(item_ids) <= 0)),
         ITEM_HEADS_FILE: arrays[ITEM_HEADS_FILE].ndim != 3 or arrays[ITEM_HEADS_FILE].shape[0] != n,
-        META_INDEX_FILE: arrays[META_INDEX_FILE].shape != (n,)
-        or bool(
-            n
-            and not 0
-            <= arrays[META_INDEX_FILE].min()
-            <= arrays[META_INDEX_FILE].max()
-            < manifest.num_meta_queries
-        ),
+        META_INDEX_FILE: meta_index.shape != (n,) or not meta_in_range,
         ITEM_FEATURES_FILE: arrays[ITEM_FEATURES_FILE].shape
         != (n, manifest.feature_schema.item_slots),
     }
@@ -112,16 +108,15 @@ class Snapshot:
         bundle whose contents disagree with its manifest."""
         if manifest.kind != "decoupled":
             raise BundleError(f"{source}: {manifest.kind} models are not served yet")
-        required = {ITEM_IDS_FILE, ITEM_HEADS_FILE, META_INDEX_FILE, ITEM_FEATURES_FILE}
-        required |= {manifest.graphs[g].file for g in (USER_TOWER, SCORER) if g in manifest.graphs}
-        missing = sorted(required - set(manifest.files)) or sorted(
-            {USER_TOWER, SCORER} - set(manifest.graphs)
-        )
-        if missing:
-            raise BundleError(f"{source}: manifest lacks {missing}")
-        arrays = {
-            name: _array(files, name, source) for name in sorted(required) if name.endswith(".npy")
-        }
+        missing_graphs = sorted({USER_TOWER, SCORER} - set(manifest.graphs))
+        if missing_graphs:
+            raise BundleError(f"{source}: manifest lacks graphs {missing_graphs}")
+        array_files = (ITEM_IDS_FILE, ITEM_HEADS_FILE, META_INDEX_FILE, ITEM_FEATURES_FILE)
+        graph_files = (manifest.graphs[USER_TOWER].file, manifest.graphs[SCORER].file)
+        missing_files = sorted(set(array_files + graph_files) - set(manifest.files))
+        if missing_files:
+            raise BundleError(f"{source}: manifest lacks files {missing_files}")
+        arrays = {name: _array(files, name, source) for name in array_files}
         _check_item_table(manifest, arrays, source)
         options = session_options(settings)
         providers = ["CPUExecutionProvider"]

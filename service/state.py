@@ -18,5 +18,9 @@ class ServiceState:
     metrics: Metrics
     store: FeatureStore
     snapshot: Snapshot | None = None
-    ready: bool = False
     not_ready_reason: str = "starting"
+
+    @property
+    def ready(self) -> bool:
+        """A version is loaded and warmed: the snapshot is only assigned after warm-up."""
+        return self.snapshot is not None
