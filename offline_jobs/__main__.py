@@ -1,4 +1,6 @@
-"""CLI of the offline jobs: ``python -m offline_jobs {run,publish} --help``."""
+"""CLI of the offline jobs: ``python -m offline_jobs COMMAND --help``.
+
+run, publish (gated), versions, rollback, split (A/B)."""
 
 from __future__ import annotations
 
@@ -7,33 +9,125 @@ import logging
 import sys
 from pathlib import Path
 
+import orjson
 import redis
 
 from model_export.onnx_export import ParityError
-from offline_jobs.pipeline import publish_existing, run_pipeline
+from offline_jobs.lifecycle import (
+    LifecycleError,
+    VersionInfo,
+    clear_split,
+    list_versions,
+    rollback,
+    set_split,
+)
+from offline_jobs.pipeline import publish_existing, require_redis, run_pipeline
 from offline_jobs.publish import PublishError
 from offline_jobs.settings import JobSettings
 from prerank_contract.bundle import BundleError
 from prerank_contract.settings import load_settings
+from prerank_contract.traffic import TrafficSplit
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: a share is a fraction in [0, 1]")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
         prog="python -m offline_jobs",
         description="Offline jobs of the FIT pre-ranking service. Settings come from PRERANK_* "
         "environment variables (nested with __, e.g. PRERANK_TRAIN__EPOCHS=1).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = root.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run", help="data -> train -> evaluate -> export -> bundle -> publish"
     )
     run.add_argument("--retrain", action="store_true", help="ignore reusable bundles")
     run.add_argument("--no-publish", action="store_true", help="stop after writing bundles")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    publish = commands.add_parser("publish", help="publish an existing bundle directory to Redis")
+    publish = commands.add_parser(
+        "publish", help="gate an existing bundle directory and publish it to Redis"
+    )
     publish.add_argument("bundle", type=Path, help="bundle directory (holds manifest.json)")
-    args = parser.parse_args(argv)
+    publish.add_argument(
+        "--no-activate",
+        action="store_true",
+        help="publish without moving the active pointer (e.g. for an A/B split)",
+    )
+    publish.add_argument(
+        "--override",
+        metavar="REASON",
+        help="publish even if the gate refuses; the reason is recorded in the manifest",
+    )
+    versions = commands.add_parser("versions", help="list published versions and the active one")
+    versions.add_argument("--json", action="store_true", help="one JSON document")
+    back = commands.add_parser("rollback", help="re-activate the previously published version")
+    back.add_argument("--to", metavar="VERSION", help="re-activate this published version")
+    split = commands.add_parser("split", help="send a share of users to a second version")
+    split.add_argument("version", nargs="?", help="the treatment version (published)")
+    split.add_argument("--share", type=share, help="fraction of users, e.g. 0.1")
+    split.add_argument("--salt", default="", help="hash key (default: the version id)")
+    split.add_argument("--off", action="store_true", help="remove the split")
+    return root
 
+
+def version_row(info: VersionInfo) -> dict[str, object]:
+    manifest = info.manifest
+    status = "active" if info.active else ""
+    if info.treatment_share is not None:
+        status = f"treatment {100 * info.treatment_share:.1f}%"
+    row: dict[str, object] = {"version": info.version, "status": status, "problem": info.problem}
+    if manifest is not None:
+        test = manifest.metrics.splits.get("test")
+        row |= {
+            "model": manifest.model_name,
+            "created_at": manifest.created_at,
+            "dataset": manifest.dataset.name,
+            "test_auc": None if test is None else round(test.auc, 4),
+            "test_logloss": None if test is None else round(test.logloss, 4),
+            "parity": max(manifest.parity.values(), default=0.0),
+            "gate": "-"
+            if manifest.gate is None
+            else f"override: {manifest.gate.override_reason}"
+            if manifest.gate.override_reason
+            else "passed",
+        }
+    return row
+
+
+def print_versions(infos: list[VersionInfo], as_json: bool) -> None:
+    rows = [version_row(info) for info in infos]
+    if as_json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not rows:
+        print("no published versions")
+        return
+    columns: tuple[str, ...] = (
+        "version",
+        "status",
+        "model",
+        "dataset",
+        "test_auc",
+        "test_logloss",
+        "gate",
+    )
+    if any(row["problem"] for row in rows):
+        columns += ("problem",)
+    table = [list(columns)] + [
+        ["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -43,14 +137,37 @@ def main(argv: list[str] | None = None) -> int:
             run_pipeline(
                 settings, retrain=args.retrain, publish=not args.no_publish, progress=not args.quiet
             )
+        elif args.command == "publish":
+            publish_existing(
+                settings,
+                args.bundle,
+                activate=not args.no_activate,
+                override_reason=args.override,
+            )
+        elif args.command == "versions":
+            client = require_redis(settings, "list versions")
+            print_versions(list_versions(client, settings.keys), args.json)
+        elif args.command == "rollback":
+            client = require_redis(settings, "roll back")
+            previous, now = rollback(client, settings.keys, args.to)
+            print(f"active: {previous} -> {now}")
         else:
-            publish_existing(settings, args.bundle)
+            client = require_redis(settings, "set the A/B split")
+            if args.off:
+                print("split removed" if clear_split(client, settings.keys) else "no split set")
+            elif args.version is None or args.share is None:
+                raise ValueError("split needs VERSION and --share (or --off)")
+            else:
+                split = TrafficSplit(version=args.version, share=args.share, salt=args.salt)
+                set_split(client, settings.keys, split)
+                print(f"{100 * args.share:.1f}% of users -> {args.version}")
     except (
         FileNotFoundError,
         ValueError,
         BundleError,
         ParityError,
         PublishError,
+        LifecycleError,
         redis.RedisError,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -147,7 +147,13 @@ def run_pipeline(
 
 
 def publish_version(
-    settings: JobSettings, client: redis.Redis, bundle_dir: Path, *, progress: bool = True
+    settings: JobSettings,
+    client: redis.Redis,
+    bundle_dir: Path,
+    *,
+    activate: bool = True,
+    override_reason: str | None = None,
+    progress: bool = True,
 ) -> None:
     result = publish_bundle(
         client,
@@ -155,17 +161,32 @@ def publish_version(
         bundle_dir,
         chunk_bytes=settings.publish_chunk_bytes,
         keep_versions=settings.publish_keep_versions,
+        gate=settings.gate,
+        activate=activate,
+        override_reason=override_reason,
         progress=progress,
     )
     print(f"published {result.version} to {settings.redis_url} ({result.action})")
 
 
-def publish_existing(settings: JobSettings, bundle_dir: Path) -> None:
-    if not bundle_dir.is_dir():
-        raise FileNotFoundError(f"{bundle_dir}: not a bundle directory")
+def require_redis(settings: JobSettings, purpose: str) -> redis.Redis:
+    """A connected client; a CLI error naming `purpose` when Redis does not answer."""
     client = redis_client(settings)
     if client is None:
-        raise ValueError(
-            f"cannot publish {bundle_dir}: Redis at {settings.redis_url} not reachable"
-        )
-    publish_version(settings, client, bundle_dir)
+        raise ValueError(f"cannot {purpose}: Redis at {settings.redis_url} not reachable")
+    return client
+
+
+def publish_existing(
+    settings: JobSettings,
+    bundle_dir: Path,
+    *,
+    activate: bool = True,
+    override_reason: str | None = None,
+) -> None:
+    if not bundle_dir.is_dir():
+        raise FileNotFoundError(f"{bundle_dir}: not a bundle directory")
+    client = require_redis(settings, f"publish {bundle_dir}")
+    publish_version(
+        settings, client, bundle_dir, activate=activate, override_reason=override_reason
+    )

@@ -1,9 +1,11 @@
 """Publish a bundle to Redis under versioned keys; switch the `active` pointer last.
 
-Order: verify the bundle on disk -> write every chunk, the chunk counts and the manifest -> read
-everything back and check sha256 -> SET active (the one atomic step) -> record the version ->
-drop versions beyond the retention. A failure before the SET leaves the previous version active
-and intact, and removes the keys the failed version wrote.
+Order: verify the bundle on disk -> gate it (parity, AUC floor, AUC against the active version;
+`prerank_contract.gate`) -> write every chunk, the chunk counts and the manifest (carrying the
+gate's decision) -> read everything back and check sha256 -> SET active (the one atomic step) ->
+record the version -> drop versions beyond the retention. A failure before the SET leaves the
+previous version active and intact, and removes the keys the failed version wrote. A refused
+version writes nothing; an operator's override is recorded in the published manifest.
 
 User features are published separately (`publish_user_features`), keyed by the feature schema's
 fingerprint: refreshing them never changes what a model of another schema reads.
@@ -13,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,9 +26,15 @@ from tqdm import tqdm
 
 from offline_jobs.data.dataset import InteractionData
 from prerank_contract.bundle import BundleError, verify_bundle_dir
+from prerank_contract.gate import GateConfig, gate_problems
 from prerank_contract.keys import RedisKeys
-from prerank_contract.manifest import MANIFEST_FILE
-from prerank_contract.redis_store import active_version, read_version
+from prerank_contract.manifest import GateRecord, Manifest
+from prerank_contract.redis_store import (
+    active_version,
+    parse_split,
+    read_manifest_of,
+    read_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,10 @@ SCAN_BATCH = 1000  # keys per SCAN round trip when deleting a version
 
 class PublishError(Exception):
     """Redis refused a write: the version was not activated; the message says what failed."""
+
+
+class GateRefusedError(PublishError):
+    """The gate refused the version: nothing was written; the message lists every reason."""
 
 
 def _redis_reason(exc: redis.RedisError) -> str:
@@ -46,7 +58,7 @@ def _redis_reason(exc: redis.RedisError) -> str:
 @dataclass(frozen=True)
 class PublishResult:
     version: str
-    action: Literal["published", "already_active"]
+    action: Literal["published", "already_active", "published_inactive"]
     bytes_written: int
     seconds: float
     removed_versions: tuple[str, ...]
@@ -82,17 +94,23 @@ def publish_bundle(
     *,
     chunk_bytes: int,
     keep_versions: int,
+    gate: GateConfig,
+    activate: bool = True,
+    override_reason: str | None = None,
     progress: bool = True,
 ) -> PublishResult:
     """Publish `bundle_dir`; a no-op when that version is already active and reads back intact.
 
-    Raises BundleError (bundle invalid, or read-back mismatch) or PublishError (Redis refused a
-    command); either way the pointer has not moved and the failed version's keys are removed.
+    `activate=False` publishes without moving the pointer (a candidate for an A/B split or a
+    later activation). Raises GateRefusedError (the gate refused and no `override_reason` was
+    given), BundleError (bundle invalid, or read-back mismatch) or PublishError (Redis refused a
+    command); in every case the pointer has not moved and the failed version's keys are removed.
     """
     started = time.perf_counter()
     manifest = verify_bundle_dir(bundle_dir)
     version = manifest.version
-    if active_version(client, keys) == version:
+    active = active_version(client, keys)
+    if active == version:
         try:
             read_version(client, keys, version)
             return PublishResult(version, "already_active", 0, time.perf_counter() - started, ())
@@ -100,12 +118,12 @@ def publish_bundle(
             log.warning(
                 "active version %s is damaged in Redis (%s); publishing again", version, exc
             )
+    gated = _gate(client, keys, manifest, active, gate, override_reason)
     try:
-        written = _write_version(
-            client, keys, bundle_dir, manifest.files, version, chunk_bytes, progress
-        )
+        written = _write_version(client, keys, bundle_dir, gated, chunk_bytes, progress)
         read_version(client, keys, version)
-        client.set(keys.active, version)
+        if activate:
+            client.set(keys.active, version)
         client.lrem(keys.versions, 0, version)
         client.lpush(keys.versions, version)
         removed = _drop_old_versions(client, keys, keep_versions)
@@ -116,24 +134,62 @@ def publish_bundle(
         _discard_failed(client, keys, version)
         raise
     seconds = time.perf_counter() - started
-    log.info("published %s: %d bytes in %.2f s; active now %s", version, written, seconds, version)
-    return PublishResult(version, "published", written, seconds, removed)
+    now_active = version if activate else active
+    log.info("published %s: %d bytes in %.2f s; active: %s", version, written, seconds, now_active)
+    action: Literal["published", "published_inactive"] = (
+        "published" if activate else "published_inactive"
+    )
+    return PublishResult(version, action, written, seconds, removed)
+
+
+def _gate(
+    client: Any,
+    keys: RedisKeys,
+    manifest: Manifest,
+    active: str | None,
+    config: GateConfig,
+    override_reason: str | None,
+) -> Manifest:
+    """The manifest to publish, carrying the gate's decision; GateRefusedError when refused."""
+    active_manifest = None
+    if active is not None and active != manifest.version:
+        try:
+            active_manifest = read_manifest_of(client, keys, active)
+        except BundleError as exc:
+            log.warning("active version %s has no readable manifest (%s)", active, exc)
+    problems = gate_problems(manifest, config, active_manifest)
+    if problems and override_reason is None:
+        raise GateRefusedError(
+            f"gate refused {manifest.version}: " + "; ".join(problems) + " (nothing written; "
+            "publish with an override reason to force it)"
+        )
+    if problems:
+        log.warning("gate overridden for %s (%s): %s", manifest.version, override_reason, problems)
+    record = GateRecord(
+        checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        min_auc=config.min_auc,
+        max_auc_drop=config.max_auc_drop,
+        compared_with=None if active_manifest is None else active_manifest.version,
+        problems=problems,
+        override_reason=override_reason if problems else None,
+    )
+    return manifest.model_copy(update={"gate": record})
 
 
 def _write_version(
     client: Any,
     keys: RedisKeys,
     bundle_dir: Path,
-    file_names: Iterable[str],
-    version: str,
+    manifest: Manifest,
     chunk_bytes: int,
     progress: bool,
 ) -> int:
     """Every file as chunks, then the chunk counts, then the manifest. Returns bytes written."""
+    version = manifest.version
     written = 0
     counts: dict[str, int] = {}
     for name in tqdm(
-        sorted(file_names), desc=f"publish {version}", disable=not progress, unit="file"
+        sorted(manifest.files), desc=f"publish {version}", disable=not progress, unit="file"
     ):
         data = (bundle_dir / name).read_bytes()
         chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
@@ -149,7 +205,7 @@ def _write_version(
         counts[name] = len(chunks)
         written += len(data)
     client.hset(keys.files(version), mapping=counts)
-    client.set(keys.manifest(version), (bundle_dir / MANIFEST_FILE).read_bytes())
+    client.set(keys.manifest(version), manifest.model_dump_json())
     return written
 
 
@@ -169,14 +225,20 @@ def _delete_version_keys(client: Any, keys: RedisKeys, version: str) -> None:
 
 
 def _drop_old_versions(client: Any, keys: RedisKeys, keep: int) -> tuple[str, ...]:
-    """Delete every key of versions past the newest `keep` (never the active one)."""
+    """Delete every key of versions past the newest `keep` (never the active one, nor the A/B
+    split's treatment)."""
     active = active_version(client, keys)
+    try:
+        split = parse_split(client.get(keys.split), keys.split)
+    except ValueError:
+        split = None
+    live = {active, None if split is None else split.version}
     stale = [
         v.decode() if isinstance(v, bytes) else v for v in client.lrange(keys.versions, keep, -1)
     ]
     removed = []
     for version in stale:
-        if version == active:
+        if version in live:
             continue
         _delete_version_keys(client, keys, version)
         client.lrem(keys.versions, 0, version)

@@ -11,6 +11,8 @@ class RedisKeys:
 
     - ``{p}active``                      -> active version id (the one pointer, switched last)
     - ``{p}versions``                    -> list of published version ids, newest first
+    - ``{p}split``                       -> A/B split JSON {version, share, salt}: the share of
+                                            users served by a treatment version (absent: none)
     - ``{p}v:{version}:manifest``        -> manifest JSON
     - ``{p}v:{version}:files``           -> hash: file name -> number of chunks
     - ``{p}v:{version}:file:{name}:{i}`` -> chunk i of a bundle file
@@ -27,6 +29,10 @@ class RedisKeys:
     @property
     def versions(self) -> str:
         return f"{self.prefix}versions"
+
+    @property
+    def split(self) -> str:
+        return f"{self.prefix}split"
 
     def manifest(self, version: str) -> str:
         return f"{self.prefix}v:{version}:manifest"

@@ -66,6 +66,19 @@ class DatasetInfo(_Strict):
     samples: dict[str, int]
 
 
+class GateRecord(_Strict):
+    """The publish gate's decision, recorded in the manifest stored in Redis at publish time."""
+
+    checked_at: str
+    min_auc: float
+    max_auc_drop: float
+    compared_with: str | None = Field(description="the version active when this one was gated")
+    problems: list[str] = Field(description="why the gate refused; empty when it passed")
+    override_reason: str | None = Field(
+        default=None, description="set when an operator published despite the problems"
+    )
+
+
 class Manifest(_Strict):
     """Everything needed to load, verify and judge a bundle; checked before anything loads."""
 
@@ -91,3 +104,6 @@ class Manifest(_Strict):
     item_count: int
     num_meta_queries: int
     files: dict[str, FileEntry] = Field(description="sha256 and size of every other file")
+    gate: GateRecord | None = Field(
+        default=None, description="publish gate decision (absent in a bundle never published)"
+    )

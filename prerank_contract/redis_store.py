@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from prerank_contract.bundle import BundleError, parse_manifest, verify_files
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import Manifest
+from prerank_contract.traffic import TrafficSplit
 
 
 def _decode(value: bytes | str | None) -> str | None:
@@ -16,6 +19,33 @@ def _decode(value: bytes | str | None) -> str | None:
 def active_version(client: Any, keys: RedisKeys) -> str | None:
     """The version id the `active` pointer names, or None when nothing is published."""
     return _decode(client.get(keys.active))
+
+
+def parse_split(raw: bytes | str | None, origin: str) -> TrafficSplit | None:
+    """The A/B split stored under `RedisKeys.split`, None when absent; ValueError when invalid."""
+    if raw is None:
+        return None
+    try:
+        return TrafficSplit.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ValueError(f"{origin}: invalid A/B split: {exc}") from exc
+
+
+def read_pointers(client: Any, keys: RedisKeys) -> tuple[str | None, TrafficSplit | None]:
+    """(active version, A/B split) in one round trip: what the service follows.
+
+    Raises ValueError when the stored split is invalid."""
+    pipe = client.pipeline(transaction=False)
+    pipe.get(keys.active)
+    pipe.get(keys.split)
+    active, split = pipe.execute()
+    return _decode(active), parse_split(split, keys.split)
+
+
+def read_manifest_of(client: Any, keys: RedisKeys, version: str) -> Manifest | None:
+    """A published version's manifest (no file reads), or None when it has none."""
+    raw = client.get(keys.manifest(version))
+    return None if raw is None else parse_manifest(raw, f"redis:{keys.manifest(version)}")
 
 
 def read_version(client: Any, keys: RedisKeys, version: str) -> tuple[Manifest, dict[str, bytes]]:

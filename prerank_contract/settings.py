@@ -9,6 +9,7 @@ import redis
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from prerank_contract.gate import GateConfig
 from prerank_contract.keys import RedisKeys
 
 ENV_PREFIX = "PRERANK_"
@@ -24,6 +25,9 @@ class CommonSettings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis of the snapshot")
     redis_key_prefix: str = Field(default="prerank:", description="prefix of every Redis key")
     redis_timeout_seconds: float = Field(default=2.0, gt=0, description="socket timeout")
+    gate: GateConfig = Field(
+        default=GateConfig(), description="which versions may take traffic (publish and serve)"
+    )
 
     @property
     def keys(self) -> RedisKeys:

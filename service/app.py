@@ -1,4 +1,5 @@
-"""App factory and lifespan: load the active version (Redis, else the local bundle), warm it up."""
+"""App factory and lifespan: load the active version (Redis, else the local bundle), warm it up,
+then follow Redis's pointers in the background (`service.lifecycle`)."""
 
 from __future__ import annotations
 
@@ -7,64 +8,49 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import numpy as np
-import redis
 from anyio import to_thread
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
 from prerank_contract.bundle import BundleError
 from service.feature_store import FeatureStore
+from service.lifecycle import ModelFollower, RefusedVersionError, describe, prepare
 from service.metrics import Metrics
 from service.routes import router
 from service.settings import ServiceSettings
 from service.snapshot import Snapshot
-from service.state import ServiceState
+from service.state import ServiceState, Serving
 
 log = logging.getLogger(__name__)
 
-WARMUP_SEED = 0  # warm-up requests are drawn from the catalogue with a fixed seed
 
-
-def connect_redis(settings: ServiceSettings) -> redis.Redis | None:
-    if not settings.use_redis:
-        return None
+def load_local_bundle(state: ServiceState, redis_problem: str) -> None:
+    """Serve PRERANK_BUNDLE_DIR when Redis gave nothing to serve (not ready when it fails)."""
+    settings = state.settings
+    if settings.bundle_dir is None:
+        if not state.not_ready_reason.startswith("no model loaded"):
+            state.not_ready_reason = (
+                f"no model loaded: {redis_problem}, and PRERANK_BUNDLE_DIR is not set"
+            )
+        return
+    bundle_dir = settings.bundle_dir
     try:
-        return settings.connect_redis()
-    except redis.RedisError as exc:
-        log.warning("Redis at %s not reachable (%s)", settings.redis_url, exc)
-        return None
+        snapshot = prepare(lambda: Snapshot.from_dir(bundle_dir, settings), settings)
+    except (BundleError, RefusedVersionError, OSError) as exc:
+        state.not_ready_reason = f"no model loaded: {bundle_dir}: {exc}"
+        return
+    state.serving = Serving(snapshot)
+    state.not_ready_reason = ""
+    state.metrics.set_serving(describe(state.serving))
 
 
-def load_snapshot(settings: ServiceSettings, client: redis.Redis | None) -> Snapshot:
-    """The active version from Redis; the local bundle directory when Redis has none."""
-    problems = []
-    if client is not None:
-        try:
-            snapshot = Snapshot.from_redis(client, settings.keys, settings)
-            if snapshot is not None:
-                return snapshot
-            problems.append(f"no active version under {settings.keys.active}")
-        except (BundleError, redis.RedisError) as exc:
-            problems.append(f"redis: {exc}")
-    else:
-        problems.append(f"Redis at {settings.redis_url} not used or not reachable")
-    if settings.bundle_dir is not None:
-        return Snapshot.from_dir(settings.bundle_dir, settings)
-    raise BundleError("; ".join(problems) + "; and PRERANK_BUNDLE_DIR is not set")
-
-
-def warm_up(snapshot: Snapshot, settings: ServiceSettings) -> None:
-    """Run the user tower and the scorer on real catalogue rows before taking traffic."""
-    rng = np.random.default_rng(WARMUP_SEED)
-    schema = snapshot.manifest.feature_schema
-    for _ in range(settings.warmup_requests):
-        rows = rng.integers(0, snapshot.item_ids.size, size=settings.warmup_candidates)
-        user_heads = snapshot.encode_user(
-            np.zeros((1, schema.user_slots), np.int64),
-            snapshot.history_features(snapshot.item_ids[rows[: schema.max_history]]),
-        )
-        snapshot.score(user_heads, *snapshot.gather(rows))
+def redis_problem(settings: ServiceSettings, follower: ModelFollower | None) -> str:
+    """Why Redis gave no version to serve, in words for /readyz."""
+    if follower is None:
+        return "Redis not used (PRERANK_USE_REDIS=false)"
+    if follower.redis_error is not None:
+        return follower.redis_error
+    return f"no active version under {settings.keys.active} in Redis at {settings.redis_url}"
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
@@ -72,29 +58,36 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         threadpool_limits(limits=settings.blas_threads)
-        client = connect_redis(settings)
         state: ServiceState = app.state.prerank
-        store_client = None
-        if client is not None:
-            store_client = settings.redis_client(settings.feature_store_timeout_seconds)
+        client = settings.redis_client() if settings.use_redis else None
+        store_client = (
+            settings.redis_client(settings.feature_store_timeout_seconds) if client else None
+        )
         state.store = FeatureStore(store_client, settings.keys)
+        follower = ModelFollower(state, client) if client is not None else None
+        started = time.perf_counter()
         try:
-            started = time.perf_counter()
-            snapshot = load_snapshot(settings, client)
-            warm_up(snapshot, settings)
-            state.snapshot = snapshot
-            state.metrics.set_active(snapshot.version, snapshot.manifest.model_name)
-            state.not_ready_reason = ""
-            log.info(
-                "serving %s from %s (loaded and warmed in %.2f s)",
-                snapshot.version,
-                snapshot.source,
-                time.perf_counter() - started,
-            )
+            if follower is not None:
+                follower.poll_once()
+            if state.serving is None:
+                load_local_bundle(state, redis_problem(settings, follower))
         except Exception as exc:  # a model that cannot load must not take the process down
             state.not_ready_reason = f"no model loaded: {exc}"
-            log.exception("not ready: %s", state.not_ready_reason)
+            log.exception("not ready")
+        if state.serving is not None:
+            log.info(
+                "serving %s from %s (loaded and warmed in %.2f s)",
+                state.serving.control.version,
+                state.serving.control.source,
+                time.perf_counter() - started,
+            )
+        else:
+            log.error("not ready: %s", state.not_ready_reason)
+        if follower is not None:
+            follower.start()
         yield
+        if follower is not None:
+            follower.stop()
         for opened in (client, store_client):
             if opened is not None:
                 opened.close()

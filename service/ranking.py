@@ -1,4 +1,5 @@
-"""The request path: parse -> user features -> user tower -> gather -> scorer -> top-k -> JSON."""
+"""The request path: parse -> arm -> user features -> user tower -> gather -> scorer -> top-k ->
+JSON. One request reads one `Serving` and is scored by the one snapshot of its user's arm."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from prerank_contract.features import PADDING_INDEX
+from prerank_contract.traffic import Arm
 from service.feature_store import FeatureStore, FeatureStoreUnavailableError, UserRecord
-from service.metrics import Metrics
+from service.metrics import NO_ARM, Metrics
 from service.schemas import PrerankRequest, UserSource
 from service.snapshot import Snapshot
+from service.state import Serving
 
 
 def invalid(field: tuple[str | int, ...], message: str) -> RequestValidationError:
@@ -29,12 +32,24 @@ def invalid(field: tuple[str | int, ...], message: str) -> RequestValidationErro
 @dataclass
 class StageTimer:
     metrics: Metrics
+    arm: str = NO_ARM
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
         yield
-        self.metrics.stage_seconds.labels(stage=name).observe(time.perf_counter() - started)
+        self.observe(name, time.perf_counter() - started)
+
+    def observe(self, name: str, seconds: float) -> None:
+        self.metrics.stage_seconds.labels(stage=name, arm=self.arm).observe(seconds)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The JSON bytes of a `PrerankResponse` and the arm that produced them."""
+
+    payload: bytes
+    arm: Arm
 
 
 def parse_request(body: bytes, max_candidates: int, max_history: int) -> PrerankRequest:
@@ -113,24 +128,25 @@ def resolve_user(
 
 def rank(
     body: bytes,
-    snapshot: Snapshot,
+    serving: Serving,
     store: FeatureStore,
     metrics: Metrics,
     max_candidates: int,
     max_history: int,
-) -> bytes:
-    """Answer one /prerank body with the JSON bytes of a `PrerankResponse`."""
+) -> Answer:
+    """Answer one /prerank body."""
     timer = StageTimer(metrics)
-    with timer.stage("parse"):
-        request = parse_request(body, max_candidates, max_history)
-        candidates = np.asarray(request.candidates, dtype=np.int64)
-        unique_ids, first_seen, counts = np.unique(
-            candidates, return_index=True, return_counts=True
-        )
-        order = np.sort(first_seen)
-        candidate_ids = candidates[order]
-        duplicates = unique_ids[counts > 1]
-    metrics.candidates.observe(candidates.size)
+    started = time.perf_counter()
+    request = parse_request(body, max_candidates, max_history)
+    candidates = np.asarray(request.candidates, dtype=np.int64)
+    unique_ids, first_seen, counts = np.unique(candidates, return_index=True, return_counts=True)
+    order = np.sort(first_seen)
+    candidate_ids = candidates[order]
+    duplicates = unique_ids[counts > 1]
+    snapshot, arm = serving.pick(request.user_id)
+    timer.arm = arm
+    timer.observe("parse", time.perf_counter() - started)
+    metrics.candidates.labels(arm=arm).observe(candidates.size)
     with timer.stage("features"):
         record, source, degraded = resolve_user(
             request, store, snapshot.manifest.feature_schema.fingerprint
@@ -141,13 +157,13 @@ def rank(
         )
         history_ids = request.history if request.history is not None else stored["history"]
         history = snapshot.history_features(np.asarray(history_ids, dtype=np.int64))
-    metrics.user_source.labels(source=source).inc()
+    metrics.user_source.labels(source=source, arm=arm).inc()
     with timer.stage("gather"):
         rows, known = snapshot.lookup(candidate_ids)
         item_heads, meta_index = snapshot.gather(rows[known])
         known_ids = candidate_ids[known]
         unknown_ids = candidate_ids[~known]
-    metrics.unknown_items.inc(int(unknown_ids.size))
+    metrics.unknown_items.labels(arm=arm).inc(int(unknown_ids.size))
     logits = np.zeros(0, dtype=np.float32)
     if known_ids.size:
         with timer.stage("user_tower"):
@@ -160,13 +176,23 @@ def rank(
         best = best[np.argsort(-logits[best], kind="stable")]
         scores = 1.0 / (1.0 + np.exp(-logits[best].astype(np.float64)))
     with timer.stage("serialize"):
+        best_ids = known_ids[best].tolist()
+        if request.explain:
+            items = [
+                {"item_id": i, "score": s, "meta_index": m}
+                for i, s, m in zip(
+                    best_ids, scores.tolist(), meta_index[best].tolist(), strict=True
+                )
+            ]
+        else:
+            items = [
+                {"item_id": i, "score": s} for i, s in zip(best_ids, scores.tolist(), strict=True)
+            ]
         payload = orjson.dumps(
             {
                 "model_version": snapshot.version,
-                "items": [
-                    {"item_id": i, "score": s}
-                    for i, s in zip(known_ids[best].tolist(), scores.tolist(), strict=True)
-                ],
+                "arm": arm,
+                "items": items,
                 "unknown_items": unknown_ids.tolist(),
                 "duplicate_items": duplicates.tolist(),
                 "user_source": source,
@@ -174,4 +200,4 @@ def rank(
                 "degraded": degraded,
             }
         )
-    return payload
+    return Answer(payload, arm)

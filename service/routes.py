@@ -1,18 +1,20 @@
-"""HTTP routes: /prerank, /healthz, /readyz, /metrics."""
+"""HTTP routes: /prerank, /clusters, /healthz, /readyz, /metrics."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from prerank_contract.traffic import CONTROL, Arm
+from service.metrics import NO_ARM
 from service.ranking import rank
-from service.schemas import PrerankRequest, PrerankResponse
+from service.schemas import Cluster, ClustersResponse, PrerankRequest, PrerankResponse
 from service.state import ServiceState
 
 router = APIRouter()
@@ -42,31 +44,71 @@ _PRERANK_BODY = {
 async def prerank(request: Request, state: State) -> Response:
     """Score every candidate for the user, best first. CPU work runs off the event loop."""
     metrics = state.metrics
-    snapshot = state.snapshot  # one read: the whole request uses one version
-    if snapshot is None:
-        metrics.requests.labels(status="503").inc()
+    serving = state.serving  # one read: the whole request uses one serving state
+    if serving is None:
+        metrics.requests.labels(status="503", arm=NO_ARM).inc()
         return JSONResponse({"detail": state.not_ready_reason}, status_code=503)
     body = await request.body()
     started = time.perf_counter()
     try:
-        payload = await run_in_threadpool(
+        answer = await run_in_threadpool(
             rank,
             body,
-            snapshot,
+            serving,
             state.store,
             metrics,
             state.settings.max_candidates,
             state.settings.max_request_history,
         )
     except RequestValidationError:
-        metrics.requests.labels(status="422").inc()
+        metrics.requests.labels(status="422", arm=NO_ARM).inc()
         raise
     except Exception:
-        metrics.requests.labels(status="500").inc()
+        metrics.requests.labels(status="500", arm=NO_ARM).inc()
         raise
-    metrics.request_seconds.observe(time.perf_counter() - started)
-    metrics.requests.labels(status="200").inc()
-    return Response(payload, media_type="application/json")
+    metrics.request_seconds.labels(arm=answer.arm).observe(time.perf_counter() - started)
+    metrics.requests.labels(status="200", arm=answer.arm).inc()
+    return Response(answer.payload, media_type="application/json")
+
+
+@router.get(
+    "/clusters",
+    response_model=ClustersResponse,
+    responses={
+        404: {"description": "no version serves that arm"},
+        503: {"description": "no model"},
+    },
+)
+async def clusters(
+    state: State,
+    arm: Annotated[Arm, Query(description="the arm whose version to describe")] = CONTROL,
+) -> ClustersResponse:
+    """The meta-matrix clusters of a serving version: each meta vector, how many catalogue items
+    it represents, and a few of them. `explain` on /prerank names each item's cluster."""
+    serving = state.serving
+    if serving is None:
+        raise HTTPException(503, state.not_ready_reason)
+    snapshot = serving.arms.get(arm)
+    if snapshot is None:
+        raise HTTPException(404, f"no version serves the {arm} arm")
+    sizes, starts, rows = await run_in_threadpool(lambda: snapshot.clusters)
+    examples = state.settings.cluster_examples
+    total = max(int(snapshot.item_ids.size), 1)
+    return ClustersResponse(
+        model_version=snapshot.version,
+        model=snapshot.manifest.model_name,
+        arm=arm,
+        items=int(snapshot.item_ids.size),
+        clusters=[
+            Cluster(
+                meta_index=k,
+                size=int(size),
+                share=int(size) / total,
+                examples=snapshot.item_ids[rows[start : start + min(size, examples)]].tolist(),
+            )
+            for k, (size, start) in enumerate(zip(sizes, starts, strict=True))
+        ],
+    )
 
 
 @router.get("/healthz")
@@ -77,16 +119,30 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: State) -> JSONResponse:
-    """Readiness: a version is loaded and warmed."""
-    snapshot = state.snapshot
-    if snapshot is None:
-        return JSONResponse({"ready": False, "reason": state.not_ready_reason}, status_code=503)
+    """Readiness: a version is loaded and warmed; the detail names every arm and any refusal."""
+    serving = state.serving
+    refusals = [{"version": r.version, "reason": r.reason} for r in list(state.refusals.values())]
+    if serving is None:
+        return JSONResponse(
+            {"ready": False, "reason": state.not_ready_reason, "refused": refusals},
+            status_code=503,
+        )
+    share = serving.split.share if serving.split is not None else 0.0
     return JSONResponse(
         {
             "ready": True,
-            "version": snapshot.version,
-            "source": snapshot.source,
-            "items": int(snapshot.item_ids.size),
+            "version": serving.control.version,
+            "source": serving.control.source,
+            "items": int(serving.control.item_ids.size),
+            "arms": {
+                arm: {
+                    "version": snapshot.version,
+                    "model": snapshot.manifest.model_name,
+                    "share": 1.0 - share if arm == CONTROL else share,
+                }
+                for arm, snapshot in serving.arms.items()
+            },
+            "refused": refusals,
         }
     )
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from prerank_contract.traffic import Arm
 
 UserSource = Literal["request", "feature_store", "cold_start"]
 
@@ -28,18 +30,44 @@ class PrerankRequest(BaseModel):
     )
     candidates: list[ItemId] = Field(description="item ids to score; duplicates scored once")
     top_k: StrictInt | None = Field(default=None, ge=1, description="return only the best k")
+    explain: StrictBool = Field(
+        default=False,
+        description="also return each item's meta index: the meta-matrix cluster whose user "
+        "representation scored it (see GET /clusters)",
+    )
 
 
 class ScoredItem(BaseModel):
     item_id: int
     score: float = Field(description="predicted probability of a positive label")
+    meta_index: int | None = Field(
+        default=None, description="the item's meta-matrix cluster (only when `explain` is set)"
+    )
 
 
 class PrerankResponse(BaseModel):
-    model_version: str
+    model_version: str = Field(description="the version that scored every item of this response")
+    arm: Arm = Field(description="A/B arm of the user (control unless a split is set)")
     items: list[ScoredItem] = Field(description="known candidates, best first")
     unknown_items: list[int] = Field(description="candidate ids absent from the model's catalogue")
     duplicate_items: list[int] = Field(description="ids that appeared more than once (scored once)")
     user_source: UserSource
     cold_start: bool = Field(description="true when nothing was known about the user")
     degraded: bool = Field(description="true when the feature store could not be read")
+
+
+class Cluster(BaseModel):
+    meta_index: int
+    size: int = Field(description="catalogue items assigned to this meta vector")
+    share: float = Field(description="size / catalogue size")
+    examples: list[int] = Field(description="a few item ids of the cluster (lowest ids first)")
+
+
+class ClustersResponse(BaseModel):
+    """The meta-matrix clusters of one serving version: how FIT groups the catalogue."""
+
+    model_version: str
+    model: str
+    arm: Arm
+    items: int
+    clusters: list[Cluster]

@@ -41,6 +41,23 @@ class ServiceSettings(CommonSettings):
     ort_intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads per op")
     ort_inter_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime parallel ops")
     ort_cpu_arena: bool = Field(default=True, description="ONNX Runtime CPU memory arena")
-    warmup_requests: int = Field(default=3, ge=0, description="scored before becoming ready")
+    warmup_requests: int = Field(
+        default=3, ge=1, description="real requests a version answers before it takes traffic"
+    )
     warmup_candidates: int = Field(default=1_000, ge=1, description="candidates per warm-up")
+    poll_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="how often Redis's active pointer and A/B split are read (0: never, serve "
+        "the version loaded at start)",
+    )
+    refused_retry_seconds: float = Field(
+        default=60.0, ge=0, description="a refused version is not loaded again before this"
+    )
+    follower_stop_seconds: float = Field(
+        default=5.0, gt=0, description="how long shutdown waits for a load in progress"
+    )
+    cluster_examples: int = Field(
+        default=5, ge=0, le=100, description="example items per cluster in GET /clusters"
+    )
     log_level: str = Field(default="info", description="uvicorn and service log level")

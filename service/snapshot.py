@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from prerank_contract.manifest import (
     META_INDEX_FILE,
     Manifest,
 )
-from prerank_contract.redis_store import active_version, read_version
+from prerank_contract.redis_store import read_version
 from service.settings import ServiceSettings
 
 USER_TOWER, SCORER = "user_tower", "scorer"
@@ -148,11 +149,10 @@ class Snapshot:
         return cls.from_files(manifest, files, str(bundle_dir.resolve()), settings)
 
     @classmethod
-    def from_redis(cls, client: Any, keys: RedisKeys, settings: ServiceSettings) -> Snapshot | None:
-        """The active version, or None when nothing is active."""
-        version = active_version(client, keys)
-        if version is None:
-            return None
+    def from_redis(
+        cls, client: Any, keys: RedisKeys, version: str, settings: ServiceSettings
+    ) -> Snapshot:
+        """A published version, every file checked against its manifest's sha256."""
         manifest, files = read_version(client, keys, version)
         return cls.from_files(manifest, files, f"redis:{keys.manifest(version)}", settings)
 
@@ -190,3 +190,11 @@ class Snapshot:
             None, {"user_heads": user_heads, "item_heads": item_heads, "meta_index": meta_index}
         )
         return logits
+
+    @cached_property
+    def clusters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The catalogue grouped by meta index: (sizes [K], starts [K], rows [N]) where
+        rows[starts[k] : starts[k] + sizes[k]] are the rows of cluster k in id order."""
+        sizes = np.bincount(self.meta_index, minlength=self.manifest.num_meta_queries)
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        return sizes, starts, np.argsort(self.meta_index, kind="stable")

@@ -3,17 +3,21 @@ real uvicorn serving it. Session-scoped, so the suite trains and exports once.""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import redis
 import torch
@@ -25,7 +29,9 @@ from offline_jobs.evaluate import evaluate
 from offline_jobs.publish import publish_bundle, publish_user_features
 from offline_jobs.settings import JobSettings
 from offline_jobs.train import TrainConfig, new_model, train_model
-from prerank_contract.manifest import Manifest, ModelMetrics
+from prerank_contract.bundle import sha256_file
+from prerank_contract.gate import GateConfig
+from prerank_contract.manifest import ITEM_HEADS_FILE, MANIFEST_FILE, Manifest, ModelMetrics
 from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
 
@@ -53,6 +59,10 @@ TINY_MODEL = ModelConfig(
     lss_col_dim=3,
 )
 TINY_TRAIN = TrainConfig(seed=5, epochs=2, batch_size=128, learning_rate=5e-3)
+# Tiny models reach a test AUC near 0.58: the suite gates at chance level, and sets the same floor
+# for the services it starts, so only a test that means to trip the gate does.
+TEST_MIN_AUC = 0.5
+TEST_GATE = GateConfig(min_auc=TEST_MIN_AUC)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ def tiny_settings(artifacts_dir: Path, key_prefix: str) -> JobSettings:
         redis_key_prefix=key_prefix,
         parity_users=16,
         publish_chunk_bytes=4096,
+        gate=TEST_GATE,
     )
 
 
@@ -142,6 +153,7 @@ def published_fit(
         fit_bundle.path,
         chunk_bytes=4096,
         keep_versions=3,
+        gate=TEST_GATE,
         progress=False,
     )
     return fit_bundle
@@ -175,6 +187,7 @@ def start_service(
             "PRERANK_PORT": str(port),
             "PRERANK_REDIS_URL": REDIS_URL,
             "PRERANK_LOG_LEVEL": "warning",
+            "PRERANK_GATE__MIN_AUC": str(TEST_MIN_AUC),
             **env_overrides,
         }
     )
@@ -222,16 +235,30 @@ def service(
     stop_service(running)
 
 
-def clone_bundle(source: Path, bundles_dir: Path, version: str) -> Path:
-    """A copy of a bundle under a new version id (same files and checksums, new manifest)."""
-    import json
-    import shutil
-
+def clone_bundle(
+    source: Path,
+    bundles_dir: Path,
+    version: str,
+    *,
+    heads_scale: float | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """A copy of a bundle under a new version id. `heads_scale` multiplies the item heads (so the
+    copy scores differently; checksums updated); `edit` changes the manifest dict in place."""
     target = bundles_dir / version
     shutil.copytree(source, target)
-    manifest = json.loads((target / "manifest.json").read_text())
+    manifest = json.loads((target / MANIFEST_FILE).read_text())
     manifest["version"] = version
-    (target / "manifest.json").write_text(json.dumps(manifest))
+    if heads_scale is not None:
+        heads_path = target / ITEM_HEADS_FILE
+        np.save(heads_path, np.load(heads_path) * np.float32(heads_scale))
+        manifest["files"][ITEM_HEADS_FILE] = {
+            "sha256": sha256_file(heads_path),
+            "bytes": heads_path.stat().st_size,
+        }
+    if edit is not None:
+        edit(manifest)
+    (target / MANIFEST_FILE).write_text(json.dumps(manifest))
     return target
 
 

@@ -12,13 +12,15 @@ from offline_jobs.publish import PublishError, publish_bundle
 from prerank_contract.bundle import BundleError
 from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_store import active_version, read_version
-from tests.conftest import clone_bundle
+from tests.conftest import TEST_GATE, clone_bundle
 
 CHUNK = 4096
 
 
 def publish(client: redis.Redis, keys: RedisKeys, path: Path, keep: int = 3):
-    return publish_bundle(client, keys, path, chunk_bytes=CHUNK, keep_versions=keep, progress=False)
+    return publish_bundle(
+        client, keys, path, chunk_bytes=CHUNK, keep_versions=keep, gate=TEST_GATE, progress=False
+    )
 
 
 def test_publish_reads_back_every_byte(redis_server: redis.Redis, fit_bundle) -> None:
@@ -27,7 +29,9 @@ def test_publish_reads_back_every_byte(redis_server: redis.Redis, fit_bundle) ->
     assert result.action == "published"
     assert active_version(redis_server, keys) == fit_bundle.manifest.version
     manifest, files = read_version(redis_server, keys, fit_bundle.manifest.version)
-    assert manifest == fit_bundle.manifest
+    assert manifest.model_copy(update={"gate": None}) == fit_bundle.manifest
+    assert manifest.gate is not None and manifest.gate.problems == []
+    assert manifest.gate.min_auc == TEST_GATE.min_auc
     for name in manifest.files:
         assert files[name] == (fit_bundle.path / name).read_bytes()
     # Files larger than a chunk are split, so chunking is exercised.

@@ -152,7 +152,8 @@ def test_service_scores_equal_pytorch_eval_scores(service, trained_fit, tiny_dat
 
 def test_metrics_show_the_request_in_every_stage(service, tiny_data):
     def count(text: str, stage: str) -> float:
-        match = re.search(rf'prerank_stage_seconds_count{{stage="{stage}"}} (\S+)', text)
+        pattern = rf'prerank_stage_seconds_count{{arm="control",stage="{stage}"}} (\S+)'
+        match = re.search(pattern, text)
         return float(match.group(1)) if match else 0.0
 
     before = httpx.get(f"{service.url}/metrics").text
@@ -160,8 +161,8 @@ def test_metrics_show_the_request_in_every_stage(service, tiny_data):
     after = httpx.get(f"{service.url}/metrics").text
     for stage in STAGES:
         assert count(after, stage) == count(before, stage) + 1, stage
-    assert 'prerank_candidates_bucket{le="100.0"}' in after
-    assert "prerank_active_version{" in after
+    assert 'prerank_candidates_bucket{arm="control",le="100.0"}' in after
+    assert 'arm="control"' in after.split("prerank_active_version{", 1)[1].split("\n")[0]
 
 
 def test_health_and_readiness(service, published_fit):

@@ -1,0 +1,248 @@
+"""Hot swap: follow Redis's pointers, load a new version in the background, verify it, warm it up
+with real requests, then swap it in with one reference assignment.
+
+A version that fails any step (checksum, manifest, gate, warm-up) is refused: logged with the
+reason, counted in `prerank_model_loads{result="refused"}`, not retried before
+`refused_retry_seconds`, and the serving versions keep answering. A Redis error is not a refusal:
+the pointer is read again at the next poll.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import redis
+
+from prerank_contract.bundle import BundleError
+from prerank_contract.gate import gate_overridden, gate_problems
+from prerank_contract.redis_store import active_version, read_pointers
+from prerank_contract.traffic import CONTROL, TREATMENT, Arm, TrafficSplit
+from service.feature_store import FeatureStore
+from service.metrics import Metrics
+from service.ranking import rank
+from service.settings import ServiceSettings
+from service.snapshot import Snapshot
+from service.state import Refusal, ServiceState, Serving
+
+log = logging.getLogger(__name__)
+
+WARMUP_SEED = 0  # warm-up requests are drawn from the catalogue with a fixed seed
+
+
+class RefusedVersionError(Exception):
+    """A version that must not take traffic; the message says why."""
+
+
+def check_gate(snapshot: Snapshot, settings: ServiceSettings) -> None:
+    """The service's side of the publish gate: parity and the AUC floor, unless an operator's
+    override is recorded in the manifest."""
+    if gate_overridden(snapshot.manifest):
+        return
+    problems = gate_problems(snapshot.manifest, settings.gate)
+    if problems:
+        raise RefusedVersionError("gate: " + "; ".join(problems))
+
+
+def warm_up(snapshot: Snapshot, settings: ServiceSettings) -> None:
+    """Answer `warmup_requests` real /prerank bodies (catalogue ids, a history) with `snapshot`
+    through the whole request path; refuse it unless every score is a finite probability."""
+    rng = np.random.default_rng(WARMUP_SEED)
+    serving = Serving(snapshot)
+    offline_store = FeatureStore(None, settings.keys)  # warm-up never waits on the network
+    scratch = Metrics()  # warm-up is not traffic: its timings stay out of the served metrics
+    size = min(settings.warmup_candidates, settings.max_candidates, snapshot.item_ids.size)
+    history_length = snapshot.manifest.feature_schema.max_history
+    for user_id in range(settings.warmup_requests):
+        ids = snapshot.item_ids[rng.choice(snapshot.item_ids.size, size=size, replace=False)]
+        body = orjson.dumps(
+            {
+                "user_id": user_id,
+                "history": ids[:history_length].tolist(),
+                "candidates": ids.tolist(),
+            }
+        )
+        answer = rank(
+            body,
+            serving,
+            offline_store,
+            scratch,
+            settings.max_candidates,
+            settings.max_request_history,
+        )
+        items = orjson.loads(answer.payload)["items"]
+        scores = [item["score"] for item in items]
+        if len(items) != size or not all(
+            s is not None and math.isfinite(s) and 0 <= s <= 1 for s in scores
+        ):
+            raise RefusedVersionError(
+                f"warm-up: {len(items)} of {size} candidates scored, or a score that is not a "
+                "finite probability"
+            )
+
+
+def prepare(load: Callable[[], Snapshot], settings: ServiceSettings) -> Snapshot:
+    """Load, gate and warm a snapshot; RefusedVersionError (or BundleError) when it must not
+    serve."""
+    snapshot = load()
+    check_gate(snapshot, settings)
+    warm_up(snapshot, settings)
+    return snapshot
+
+
+def release_memory() -> None:
+    """Collect the released snapshot now and hand freed heap pages back to the OS (glibc)."""
+    gc.collect()
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    libc = ctypes.CDLL(libc_name)
+    if hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+class ModelFollower:
+    """Keeps `state.serving` equal to what Redis's `active` and `split` keys name."""
+
+    def __init__(self, state: ServiceState, client: Any) -> None:
+        self.state = state
+        self.client = client
+        self.settings = state.settings
+        self._seen: tuple[str, TrafficSplit | None] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.redis_error: str | None = None  # why Redis could not be read at the last poll
+
+    def start(self) -> None:
+        if self.settings.poll_interval_seconds <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="model-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.follower_stop_seconds)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.poll_interval_seconds):
+            try:
+                self.poll_once()
+            except Exception:  # the follower must outlive any surprise; the next poll retries
+                log.exception("model follower: unexpected error")
+
+    def read_pointers(self) -> tuple[str | None, TrafficSplit | None] | None:
+        """Redis's (active, split); None when Redis cannot be read."""
+        try:
+            try:
+                pointers = read_pointers(self.client, self.settings.keys)
+            except ValueError as exc:
+                log.warning("ignoring the A/B split: %s", exc)
+                pointers = active_version(self.client, self.settings.keys), None
+        except redis.RedisError as exc:
+            if self.redis_error is None:
+                log.warning("cannot read the active pointer (%s); serving what is loaded", exc)
+            self.redis_error = f"Redis at {self.settings.redis_url} not readable: {exc}"
+            return None
+        if self.redis_error is not None:
+            log.info("Redis answers again")
+        self.redis_error = None
+        self.state.metrics.pointer_checked.set_to_current_time()
+        return pointers
+
+    def poll_once(self) -> bool:
+        """Read the pointers and apply them when they changed; True when `serving` changed."""
+        pointers = self.read_pointers()
+        if pointers is None:
+            return False
+        active, split = pointers
+        if active is None or (active, split) == self._seen:
+            return False
+        return self.apply(active, split)
+
+    def apply(self, active: str, split: TrafficSplit | None) -> bool:
+        """Build the serving state for (active, split) and swap it in; keep the current one for
+        any arm whose version is refused."""
+        current = self.state.serving
+        control = self._obtain(active, CONTROL, current)
+        if control is None:
+            return False
+        treatment = None
+        wants_treatment = split is not None and split.share > 0 and split.version != active
+        if split is not None and wants_treatment:
+            treatment = self._obtain(split.version, TREATMENT, current)
+        serving = Serving(control, treatment, split if treatment is not None else None)
+        # settled unless an arm is still missing: then the next poll tries it again (refused
+        # versions only after refused_retry_seconds)
+        self._seen = None if wants_treatment and treatment is None else (active, split)
+        if current is not None and _same(current, serving):
+            return False
+        self.state.serving = serving  # the swap: one reference assignment
+        self.state.not_ready_reason = ""
+        self.state.metrics.set_serving(describe(serving))
+        log.info("serving %s", {arm: s.version for arm, s in serving.arms.items()})
+        del current
+        release_memory()
+        return True
+
+    def _obtain(self, version: str, arm: Arm, current: Serving | None) -> Snapshot | None:
+        """The snapshot of `version`: reused when already serving, else loaded and prepared;
+        None when refused (recorded) or when Redis failed (retried at the next poll)."""
+        if current is not None:
+            for snapshot in current.arms.values():
+                if snapshot.version == version:
+                    return snapshot
+        refusal = self.state.refusals.get(version)
+        if refusal is not None and time.monotonic() - refusal.at < (
+            self.settings.refused_retry_seconds
+        ):
+            return None
+        started = time.perf_counter()
+        metrics = self.state.metrics
+        try:
+            snapshot = prepare(
+                lambda: Snapshot.from_redis(
+                    self.client, self.settings.keys, version, self.settings
+                ),
+                self.settings,
+            )
+        except redis.RedisError as exc:
+            metrics.model_loads.labels(result="error").inc()
+            log.warning("loading %s failed on Redis (%s); retrying at the next poll", version, exc)
+            return None
+        except (BundleError, RefusedVersionError) as exc:
+            metrics.model_loads.labels(result="refused").inc()
+            self.state.refusals[version] = Refusal(version, str(exc), time.monotonic())
+            log.error("refused version %s for the %s arm: %s", version, arm, exc)
+            if self.state.serving is None:
+                self.state.not_ready_reason = f"no model loaded: {version} refused: {exc}"
+            return None
+        self.state.refusals.pop(version, None)
+        seconds = time.perf_counter() - started
+        metrics.model_loads.labels(result="loaded").inc()
+        metrics.model_load_seconds.observe(seconds)
+        log.info("loaded %s for the %s arm in %.2f s", version, arm, seconds)
+        return snapshot
+
+
+def _same(a: Serving, b: Serving) -> bool:
+    return a.control is b.control and a.treatment is b.treatment and a.split == b.split
+
+
+def describe(serving: Serving) -> dict[Arm, tuple[str, str, float]]:
+    """arm -> (version, model, share of users), for the metrics."""
+    share = serving.split.share if serving.split is not None else 0.0
+    shares = {CONTROL: 1.0 - share, TREATMENT: share}
+    return {
+        arm: (snapshot.version, snapshot.manifest.model_name, shares[arm])
+        for arm, snapshot in serving.arms.items()
+    }
