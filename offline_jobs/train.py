@@ -1,4 +1,5 @@
-"""The training loop: a plain function over any `PrerankModel`, binary cross-entropy on labels."""
+"""The training loop: a plain function over any `PrerankModel`, binary cross-entropy on labels
+plus the model's own auxiliary loss (DAT's mimic loss, IntTower's CIR) where it has one."""
 
 from __future__ import annotations
 
@@ -51,6 +52,18 @@ def batch_tensors(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     )
 
 
+def training_loss(
+    model: PrerankModel, batch: Batch, loss_fn: torch.nn.BCEWithLogitsLoss
+) -> torch.Tensor:
+    """BCE of the model's training logits plus the model's own auxiliary loss, if it has one."""
+    labels = torch.from_numpy(batch.labels)
+    output = model.training_forward(*batch_tensors(batch), labels)
+    loss = loss_fn(output.logits, labels)
+    if output.auxiliary_loss is not None:
+        loss = loss + output.auxiliary_loss
+    return loss
+
+
 def new_model(name: str, schema: FeatureSchema, config: ModelConfig, seed: int) -> PrerankModel:
     """Build a model with its parameters initialised from `seed`."""
     torch.manual_seed(seed)
@@ -78,8 +91,7 @@ def train_model(
         for start in range(0, order.size, config.batch_size):
             model.on_training_progress(step / total_steps)
             batch = make_batch(data, order[start : start + config.batch_size])
-            logits = model(*batch_tensors(batch))
-            loss = loss_fn(logits, torch.from_numpy(batch.labels))
+            loss = training_loss(model, batch, loss_fn)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+FITScorerKind = Literal["lss", "dot", "sum_max", "fc"]
 
 
 class ModelConfig(BaseModel):
@@ -29,3 +33,25 @@ class ModelConfig(BaseModel):
     anneal_fraction: float = Field(
         default=0.6, gt=0, le=1, description="share of training over which tau decays linearly"
     )
+    fc_scorer_hidden: tuple[int, ...] = Field(
+        default=(32,), description="hidden sizes of the FC scorer (the FIT 'w FC' ablation)"
+    )
+    mimic_loss_weight: float = Field(default=1.0, ge=0, description="DAT: adaptive-mimic loss")
+    contrastive_weight: float = Field(default=0.1, ge=0, description="IntTower: CIR loss")
+    contrastive_temperature: float = Field(
+        default=0.07, gt=0, description="IntTower: CIR softmax temperature"
+    )
+
+
+class FITVariant(BaseModel):
+    """Which parts of FIT are on: the full model (the defaults) or one of the paper's ablations.
+
+    `meta_queries=False` is "w/o MQM": one meta vector (K = 1), so the DIN query no longer depends
+    on the item. `scorer` replaces LSS: "dot" (w/o LSS), "sum_max" (w SumMax), "fc" (w FC).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="fit", description="the registry name the model reports")
+    meta_queries: bool = True
+    scorer: FITScorerKind = "lss"

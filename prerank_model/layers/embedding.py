@@ -9,7 +9,7 @@ from prerank_contract.features import PADDING_INDEX, FieldSpec
 
 
 class FieldEmbedding(nn.Module):
-    """Embeds `[..., slots]` int64 feature rows into `[..., F * dim]`.
+    """Embeds `[..., slots]` int64 feature rows into `[..., F * dim]` (`unflatten` gives fields).
 
     A multi-slot field is the mean of its non-padding slots (zeros when all are padding);
     index 0 of every table is a fixed zero vector.
@@ -21,6 +21,7 @@ class FieldEmbedding(nn.Module):
         self.tables = nn.ModuleList(
             nn.Embedding(spec.vocab_size, dim, padding_idx=PADDING_INDEX) for spec in fields
         )
+        self.num_fields, self.dim = len(fields), dim
         self.output_dim = dim * len(fields)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

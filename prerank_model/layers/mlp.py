@@ -24,3 +24,39 @@ class MLP(nn.Sequential):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return super().forward(inputs)
+
+
+class LayerwiseHeadsMLP(nn.Module):
+    """IntTower's multi-head tower: Linear -> ReLU (-> Dropout) per hidden size, and every hidden
+    layer's output projected to `heads` heads of size `dim`. With no hidden layer the input itself
+    is projected. inputs [..., D_in] -> heads [..., layers * heads, d], shallowest layer first.
+    """
+
+    def __init__(
+        self, input_dim: int, hidden: tuple[int, ...], heads: int, dim: int, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.heads, self.dim = heads, dim
+        self.layers = nn.ModuleList()
+        size = input_dim
+        for width in hidden:
+            block: list[nn.Module] = [nn.Linear(size, width), nn.ReLU()]
+            if dropout:
+                block.append(nn.Dropout(dropout))
+            self.layers.append(nn.Sequential(*block))
+            size = width
+        widths = hidden or (input_dim,)
+        self.projections = nn.ModuleList(nn.Linear(width, heads * dim) for width in widths)
+        self.num_layers = len(widths)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        outputs, x = [], inputs
+        for layer in self.layers:
+            x = layer(x)
+            outputs.append(x)
+        outputs = outputs or [inputs]
+        heads = [
+            projection(x).unflatten(-1, (self.heads, self.dim))
+            for projection, x in zip(self.projections, outputs, strict=True)
+        ]
+        return torch.cat(heads, dim=-2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from prerank_model.layers.mlp import MLP
+
 
 def similarity_matrix(user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
     """S[n, i, j] = <user_heads[n, i], item_heads[n, j]>: [N, H_u, H_v]."""
@@ -36,3 +38,46 @@ class DotProductScorer(nn.Module):
 
     def forward(self, user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
         return similarity_matrix(user_heads, item_heads).flatten(1).sum(-1)
+
+
+class HeadwiseDotScorer(nn.Module):
+    """sum_h <u_h, v_h>: the dot product of the flattened heads, [N, H, d] x [N, H, d] -> [N].
+
+    FIT's "w/o LSS" ablation: the Two-Tower output over FIT's heads (needs H_u = H_v).
+    """
+
+    def forward(self, user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
+        return (user_heads * item_heads).sum(dim=(1, 2))
+
+
+class SumMaxScorer(nn.Module):
+    """IntTower's sum-max: sum over user heads of the max over item heads of S -> [N].
+
+    With `cosine=True` the heads are L2-normalised first (RankTower's max-similarity layer).
+    Parameter-free.
+    """
+
+    def __init__(self, cosine: bool = False) -> None:
+        super().__init__()
+        self.cosine = cosine
+
+    def forward(self, user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
+        if self.cosine:
+            user_heads = nn.functional.normalize(user_heads, dim=-1)
+            item_heads = nn.functional.normalize(item_heads, dim=-1)
+        s = similarity_matrix(user_heads, item_heads)  # [N, H_u, H_v]
+        return s.amax(dim=-1).sum(dim=-1)
+
+
+class ConcatMLPScorer(nn.Module):
+    """An MLP over [flatten(user heads), flatten(item heads)] -> logit [N] (FIT's "w FC")."""
+
+    def __init__(
+        self, user_heads: int, item_heads: int, head_dim: int, hidden: tuple[int, ...]
+    ) -> None:
+        super().__init__()
+        self.mlp = MLP((user_heads + item_heads) * head_dim, hidden, 1)
+
+    def forward(self, user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
+        pair = torch.cat([user_heads.flatten(1), item_heads.flatten(1)], dim=-1)
+        return self.mlp(pair).squeeze(-1)

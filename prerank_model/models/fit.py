@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from prerank_contract.features import FeatureSchema
 from prerank_contract.manifest import ModelKind
-from prerank_model.config import ModelConfig
+from prerank_model.config import FITVariant, ModelConfig
 from prerank_model.layers.din import DINAttention
 from prerank_model.layers.embedding import FieldEmbedding
 from prerank_model.layers.meta_query import MetaQueryModule
 from prerank_model.layers.mlp import MLP
-from prerank_model.layers.scorers import LightweightSimilarityScorer
+from prerank_model.layers.scorers import (
+    ConcatMLPScorer,
+    HeadwiseDotScorer,
+    LightweightSimilarityScorer,
+    SumMaxScorer,
+)
 from prerank_model.models.base import PrerankModel, gather_user_heads, history_mask
 
 
@@ -27,35 +33,61 @@ class FIT(PrerankModel):
 
     Serving runs the user tower once with every row of Q* (`encode_user` -> [B, K, H_u, d]) and
     each item picks its row by its stored meta index, which equals the eval-mode training path.
+
+    The paper's ablations are `variant`s of this one class (FIT_VARIANTS): "w/o MQM" keeps one
+    meta vector (K = 1: the DIN query is the same for every item, one user representation);
+    "w/o LSS" scores sum_h <u_h, v_h> (the user tower then emits H_v heads so they pair up);
+    "w SumMax" scores with IntTower's sum-max; "w FC" with an MLP over the concatenated heads.
     """
 
-    name: ClassVar[str] = "fit"
+    name = "fit"
     kind: ClassVar[ModelKind] = "decoupled"
 
-    def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
+    def __init__(
+        self, schema: FeatureSchema, config: ModelConfig, variant: FITVariant | None = None
+    ) -> None:
         super().__init__()
         self.config = config
+        self.variant = variant or FITVariant()
+        self.name = self.variant.name
+        self.num_queries = config.num_meta_queries if self.variant.meta_queries else 1
+        self.num_user_heads = (
+            config.item_heads if self.variant.scorer == "dot" else config.user_heads
+        )
         self.user_embedding = FieldEmbedding(schema.user_fields, config.embedding_dim)
         self.item_embedding = FieldEmbedding(schema.item_fields, config.embedding_dim)
         key_dim = self.item_embedding.output_dim
-        self.meta_query = MetaQueryModule(config.num_meta_queries, key_dim, config.tau_start)
+        self.meta_query = MetaQueryModule(self.num_queries, key_dim, config.tau_start)
         self.din = DINAttention(key_dim, config.din_hidden)
         self.user_tower = MLP(
             self.user_embedding.output_dim + 2 * key_dim,
             config.tower_hidden,
-            config.user_heads * config.head_dim,
+            self.num_user_heads * config.head_dim,
             config.dropout,
         )
         self.item_tower = MLP(
             key_dim, config.tower_hidden, config.item_heads * config.head_dim, config.dropout
         )
-        self.scorer = LightweightSimilarityScorer(
-            config.user_heads, config.item_heads, config.lss_row_dim, config.lss_col_dim
+        self.scorer = self._make_scorer()
+
+    def _make_scorer(self) -> nn.Module:
+        """LSS, or the scorer that replaces it in an ablation: [N, H_u, d] x [N, H_v, d] -> [N]."""
+        config, kind = self.config, self.variant.scorer
+        if kind == "dot":
+            return HeadwiseDotScorer()
+        if kind == "sum_max":
+            return SumMaxScorer()
+        if kind == "fc":
+            return ConcatMLPScorer(
+                self.num_user_heads, config.item_heads, config.head_dim, config.fc_scorer_hidden
+            )
+        return LightweightSimilarityScorer(
+            self.num_user_heads, config.item_heads, config.lss_row_dim, config.lss_col_dim
         )
 
     @property
     def num_meta_queries(self) -> int:
-        return self.config.num_meta_queries
+        return self.num_queries
 
     def user_heads_for_queries(
         self, user_features: torch.Tensor, history: torch.Tensor, queries: torch.Tensor
@@ -65,7 +97,7 @@ class FIT(PrerankModel):
         interest = self.din(queries, behaviours, history_mask(history))  # [B, Q, D_c]
         profile = self.user_embedding(user_features).unsqueeze(1).expand(-1, queries.shape[1], -1)
         heads = self.user_tower(torch.cat([profile, interest, queries], dim=-1))
-        return heads.view(*queries.shape[:2], self.config.user_heads, self.config.head_dim)
+        return heads.view(*queries.shape[:2], self.num_user_heads, self.config.head_dim)
 
     def encode_user(self, user_features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         query_group = self.meta_query.query_group()  # [K, D_c]
@@ -106,3 +138,13 @@ class FIT(PrerankModel):
         soft = self.meta_query.soft_query(keys)
         hard = self.meta_query.hard_query(keys)
         return float(torch.nn.functional.cosine_similarity(soft, hard, dim=-1).mean())
+
+
+FIT_VARIANTS: tuple[FITVariant, ...] = (
+    FITVariant(),
+    FITVariant(name="fit_no_mqm", meta_queries=False),
+    FITVariant(name="fit_no_lss", scorer="dot"),
+    FITVariant(name="fit_summax", scorer="sum_max"),
+    FITVariant(name="fit_fc", scorer="fc"),
+)
+"""FIT and the paper's four ablations, each a registry name."""

@@ -12,7 +12,7 @@ from prerank_model.config import ModelConfig
 from prerank_model.layers.embedding import FieldEmbedding
 from prerank_model.layers.mlp import MLP
 from prerank_model.layers.scorers import DotProductScorer
-from prerank_model.models.base import PrerankModel, gather_user_heads, history_mask
+from prerank_model.models.base import PrerankModel, gather_user_heads, pooled_history
 
 
 class TwoTower(PrerankModel):
@@ -20,7 +20,7 @@ class TwoTower(PrerankModel):
     logit = dot product of the two D-dim vectors, D = item_heads * head_dim. K = H_u = H_v = 1.
     """
 
-    name: ClassVar[str] = "two_tower"
+    name = "two_tower"
     kind: ClassVar[ModelKind] = "decoupled"
 
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
@@ -40,9 +40,7 @@ class TwoTower(PrerankModel):
         return 1
 
     def encode_user(self, user_features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        behaviours = self.item_embedding(history)  # [B, L, D_c]
-        present = history_mask(history).unsqueeze(-1).to(behaviours.dtype)
-        pooled = (behaviours * present).sum(1) / present.sum(1).clamp_min(1.0)
+        pooled = pooled_history(self.item_embedding, history)  # [B, D_c]
         profile = self.user_embedding(user_features)
         user_vector = self.user_tower(torch.cat([profile, pooled], dim=-1))
         return user_vector.view(-1, 1, 1, self.dim)

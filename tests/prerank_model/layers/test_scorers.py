@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prerank_model.layers.scorers import DotProductScorer, LightweightSimilarityScorer
+from prerank_model.layers.scorers import (
+    ConcatMLPScorer,
+    DotProductScorer,
+    HeadwiseDotScorer,
+    LightweightSimilarityScorer,
+    SumMaxScorer,
+)
 
 N, H_U, H_V, D, R, C = 4, 3, 2, 5, 4, 3
 
@@ -68,3 +74,50 @@ def test_dot_product_scorer_is_the_plain_dot_product() -> None:
     assert logits.shape == (N,)
     expected = torch.tensor([float(user[n, 0] @ item[n, 0]) for n in range(N)])
     torch.testing.assert_close(logits, expected, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_headwise_dot_pairs_head_h_with_head_h_only() -> None:
+    generator = torch.Generator().manual_seed(5)
+    user, item = (
+        torch.randn(N, H_V, D, generator=generator),
+        torch.randn(N, H_V, D, generator=generator),
+    )
+    expected = torch.tensor(
+        [sum(float(user[n, h] @ item[n, h]) for h in range(H_V)) for n in range(N)]
+    )
+    torch.testing.assert_close(HeadwiseDotScorer()(user, item), expected, atol=1e-5, rtol=0)
+    # It is the plain dot product of the flattened heads.
+    flat = (user.flatten(1) * item.flatten(1)).sum(-1)
+    torch.testing.assert_close(HeadwiseDotScorer()(user, item), flat, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+@torch.no_grad()
+def test_sum_max_is_the_sum_over_user_heads_of_the_best_item_head(cosine: bool) -> None:
+    generator = torch.Generator().manual_seed(6)
+    user, item = (
+        torch.randn(N, H_U, D, generator=generator),
+        torch.randn(N, H_V, D, generator=generator),
+    )
+
+    def sim(u: torch.Tensor, v: torch.Tensor) -> float:
+        return float(u @ v / (u.norm() * v.norm())) if cosine else float(u @ v)
+
+    expected = torch.tensor(
+        [sum(max(sim(u, v) for v in item[n]) for u in user[n]) for n in range(N)]
+    )
+    torch.testing.assert_close(SumMaxScorer(cosine)(user, item), expected, atol=1e-5, rtol=0)
+    assert not list(SumMaxScorer(cosine).parameters())
+
+
+@torch.no_grad()
+def test_concat_mlp_reads_both_sides_and_their_order() -> None:
+    torch.manual_seed(7)
+    scorer = ConcatMLPScorer(H_U, H_V, D, hidden=(6,))
+    user, item = torch.randn(N, H_U, D), torch.randn(N, H_V, D)
+    logits = scorer(user, item)
+    assert logits.shape == (N,)
+    expected = scorer.mlp(torch.cat([user.reshape(N, -1), item.reshape(N, -1)], dim=-1))
+    torch.testing.assert_close(logits, expected.squeeze(-1))
+    assert not torch.allclose(scorer(user.flip(1), item), logits)
