@@ -1,5 +1,9 @@
 """A loaded model version: verified manifest, ONNX Runtime sessions and the item table.
 
+Both kinds of model run the same two graphs: a decoupled model's scorer is its light interaction
+(LSS, dot product, ...), a pairwise model's (COLD) is its whole network run per candidate, over
+embeddings the user graph and the item table only look up.
+
 Loaded from Redis (the active version) or a local bundle directory; checksums are verified
 before any byte is used. A request reads one snapshot reference and nothing else, so replacing
 that reference can never mix two versions in one response.
@@ -107,8 +111,6 @@ class Snapshot:
     ) -> Snapshot:
         """Build a snapshot from verified files; refuse (BundleError, naming the file) any
         bundle whose contents disagree with its manifest."""
-        if manifest.kind != "decoupled":
-            raise BundleError(f"{source}: {manifest.kind} models are not served yet")
         missing_graphs = sorted({USER_TOWER, SCORER} - set(manifest.graphs))
         if missing_graphs:
             raise BundleError(f"{source}: manifest lacks graphs {missing_graphs}")
