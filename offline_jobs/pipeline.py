@@ -14,9 +14,11 @@ import torch
 
 from offline_jobs.build import build_bundle, config_fingerprint
 from offline_jobs.bundle import point_current
+from offline_jobs.data.amazon import load_amazon
 from offline_jobs.data.dataset import InteractionData
-from offline_jobs.data.movielens import load_movielens_1m
+from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
 from offline_jobs.data.synthetic import generate_synthetic
+from offline_jobs.data.taobao import load_taobao
 from offline_jobs.evaluate import evaluate
 from offline_jobs.publish import publish_bundle, publish_user_features
 from offline_jobs.settings import JobSettings
@@ -31,6 +33,12 @@ log = logging.getLogger(__name__)
 def load_dataset(settings: JobSettings, *, progress: bool = True) -> InteractionData:
     if settings.dataset == "ml-1m":
         return load_movielens_1m(settings.ml1m, progress=progress)
+    if settings.dataset == "ml-100k":
+        return load_movielens_100k(settings.ml100k, progress=progress)
+    if settings.dataset == "amazon":
+        return load_amazon(settings.amazon, progress=progress)
+    if settings.dataset == "taobao":
+        return load_taobao(settings.taobao, progress=progress)
     return generate_synthetic(settings.synthetic, progress=progress)
 
 

@@ -7,8 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from offline_jobs.data.movielens import MovieLensConfig
+from offline_jobs.data.amazon import AmazonConfig
+from offline_jobs.data.movielens import MovieLens100KConfig, MovieLensConfig
 from offline_jobs.data.synthetic import SyntheticConfig
+from offline_jobs.data.taobao import TaobaoConfig
 from offline_jobs.train import TrainConfig
 from prerank_contract.settings import CommonSettings
 from prerank_model.config import ModelConfig
@@ -20,9 +22,18 @@ class JobSettings(CommonSettings):
     """Everything the train -> export -> bundle -> publish job reads; recorded in manifests."""
 
     artifacts_dir: Path = Field(default=REPO_ROOT / "artifacts", description="bundles live here")
-    dataset: Literal["synthetic", "ml-1m"] = Field(default="synthetic", description="data source")
+    dataset: Literal["synthetic", "ml-1m", "ml-100k", "amazon", "taobao"] = Field(
+        default="synthetic", description="data source"
+    )
     synthetic: SyntheticConfig = Field(default=SyntheticConfig(), description="the synthetic world")
     ml1m: MovieLensConfig = Field(default=MovieLensConfig(), description="the ML-1M protocol")
+    ml100k: MovieLens100KConfig = Field(
+        default=MovieLens100KConfig(), description="the ML-100K files, under ML-1M's protocol"
+    )
+    amazon: AmazonConfig = Field(
+        default=AmazonConfig(), description="Amazon review files (Electronics by default)"
+    )
+    taobao: TaobaoConfig = Field(default=TaobaoConfig(), description="Taobao display-ad files")
     model: ModelConfig = Field(default=ModelConfig(), description="model sizes")
     train: TrainConfig = Field(default=TrainConfig(), description="training budget and seed")
     models: tuple[str, ...] = Field(default=("fit", "two_tower"), description="trained together")

@@ -1,37 +1,63 @@
-"""MovieLens 1M (GroupLens) read from its original `::`-separated files as an `InteractionData`.
+"""MovieLens (GroupLens) 1M and 100K read from their original files as an `InteractionData`,
+both under one protocol and one schema.
 
-    ratings.dat  UserID::MovieID::Rating::Timestamp
-    users.dat    UserID::Gender::Age::Occupation::Zip-code
-    movies.dat   MovieID::Title (YYYY)::Genre|Genre|...      (Latin-1)
+    ML-1M    ratings.dat  UserID::MovieID::Rating::Timestamp
+             users.dat    UserID::Gender::Age::Occupation::Zip-code
+             movies.dat   MovieID::Title (YYYY)::Genre|Genre|...                  (Latin-1)
+    ML-100K  u.data       user id<TAB>item id<TAB>rating<TAB>timestamp
+             u.user       user id|age|gender|occupation|zip code
+             u.item       movie id|title|release date|video release date|IMDb URL|19 genre
+                          flags (0/1, in u.genre order)                         (Latin-1)
+             u.genre      genre|flag position
 
 Every rating is a sample labelled rating > `positive_threshold`; ratings equal to the threshold
 (the neutral 3 by default) are dropped when `drop_neutral`. A sample's history is the same user's
 positive items rated strictly before it, ordered by (timestamp, movie id), most recent last.
-The loader reads whatever lines ratings.dat holds, so a partial copy (e.g. users 1-2999 only) and
-the complete file both load unchanged.
+The loaders read whatever lines the ratings file holds, so a partial copy (e.g. ML-1M's users
+1-2999 only) and the complete file both load unchanged.
+
+ML-100K is made to look like ML-1M: its raw ages are bucketed into ML-1M's age groups (1: <18,
+18: 18-24, 25: 25-34, 35: 35-44, 45: 45-49, 50: 50-55, 56: 56+), its occupation is a name where
+ML-1M's is a code (both become a sorted vocabulary), zip codes may be non-numeric ('T8H1N'), and a
+movie's year is the title's '(YYYY)', else the release date's year, else the padding index (as in
+ML-1M, the year the film came out: 190 release dates are later re-releases). Its 'unknown' genre
+stays a genre; it sorts after the 18 genres both releases share, which keep ML-1M's indices.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm import tqdm
 
+from offline_jobs.data.common import (
+    check_unique_ids,
+    encode,
+    histories_before,
+    line_error,
+    numbered_lines,
+)
 from offline_jobs.data.dataset import InteractionData, random_split
-from prerank_contract.features import PADDING_INDEX, FeatureSchema, FieldSpec, Source
+from prerank_contract.features import FeatureSchema, FieldSpec, Source
 
 # The project keeps data beside the repository, never in it: <repo>/../shared/data/ml-1m.
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-1m"
-ENCODING = "latin-1"  # movies.dat is Latin-1; users.dat and ratings.dat are ASCII, a subset
+DEFAULT_100K_DATA_DIR = DEFAULT_DATA_DIR.with_name("ml-100k")
+DATASET = "MovieLens"
+ENCODING = "latin-1"  # movies.dat and u.item are Latin-1; the other files are ASCII, a subset
 SEPARATOR = "::"
+SEPARATOR_100K = "|"  # u.user, u.item, u.genre
+RATINGS_SEPARATOR_100K = "\t"  # u.data
 GENRE_SEPARATOR = "|"
 YEAR_PATTERN = re.compile(r"\((\d{4})\)\s*$")
+RELEASE_YEAR_PATTERN = re.compile(r"(\d{4})$")  # u.item release dates: 01-Jan-1995
+# ML-1M's age groups, each named by its lowest age (1 stands for "under 18").
+AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)
 USER_FIELDS = ("user_id", "gender", "age", "occupation", "zip_prefix")
 ITEM_FIELDS = ("item_id", "genres", "year")
 TOWER_FIELDS: tuple[tuple[Source, tuple[str, ...]], ...] = (
@@ -39,6 +65,10 @@ TOWER_FIELDS: tuple[tuple[Source, tuple[str, ...]], ...] = (
     ("item", ITEM_FIELDS),
 )
 Row = TypeVar("Row")
+# user id, gender, age group, occupation (ML-1M code or ML-100K name), zip prefix
+UserRow = tuple[int, str, int, int | str, str]
+# movie id, year (None: unknown), genre names
+MovieRow = tuple[int, int | None, list[str]]
 
 
 class MovieLensConfig(BaseModel):
@@ -57,6 +87,15 @@ class MovieLensConfig(BaseModel):
     validation_fraction: float = Field(default=0.1, gt=0, lt=1, description="carved from train")
     zip_prefix_digits: int = Field(default=2, ge=1)
     max_ratings: int | None = Field(default=None, ge=1, description="read only the first N lines")
+
+
+class MovieLens100KConfig(MovieLensConfig):
+    """Where ML-100K lies; every other field is ML-1M's protocol, with the same defaults."""
+
+    data_dir: Path = Field(
+        default=DEFAULT_100K_DATA_DIR,
+        description="the ml-100k folder holding u.data/u.user/u.item/u.genre",
+    )
 
 
 def movielens_schema(
@@ -78,25 +117,26 @@ def movielens_schema(
 
 def _parse(
     path: Path,
+    separator: str,
     n_fields: int,
     convert: Callable[[list[str]], Row],
     limit: int | None = None,
     progress: bool = False,
+    skip_blank: bool = False,
 ) -> list[Row]:
-    """Each line split on `::` and converted; errors name the file and the 1-based line."""
-    if not path.is_file():
-        raise FileNotFoundError(f"MovieLens file not found: {path}")
+    """Each line split on `separator` and converted; errors name the file and the 1-based line."""
     rows: list[Row] = []
-    with path.open(encoding=ENCODING) as handle:
-        lines = tqdm(islice(handle, limit), desc=path.name, total=limit, disable=not progress)
-        for number, line in enumerate(lines, 1):
-            parts = line.rstrip("\r\n").split(SEPARATOR)
-            try:
-                if len(parts) != n_fields:
-                    raise ValueError(f"expected {n_fields} '{SEPARATOR}'-separated fields")
-                rows.append(convert(parts))
-            except ValueError as error:
-                raise ValueError(f"{path}, line {number}: {error}: {line.rstrip()!r}") from error
+    lines = numbered_lines(path, DATASET, limit=limit, progress=progress, encoding=ENCODING)
+    for number, line in lines:
+        if skip_blank and not line.strip():
+            continue
+        parts = line.split(separator)
+        try:
+            if len(parts) != n_fields:
+                raise ValueError(f"expected {n_fields} {separator!r}-separated fields")
+            rows.append(convert(parts))
+        except ValueError as error:
+            raise line_error(path, number, error, line) from error
     if not rows:
         raise ValueError(f"{path}: no lines")
     return rows
@@ -109,7 +149,20 @@ def _id(text: str) -> int:
     return value
 
 
-def _movie(parts: list[str]) -> tuple[int, int, list[str]]:
+def _ratings(path: Path, separator: str, config: MovieLensConfig, progress: bool) -> np.ndarray:
+    """[n, 4] int64 (user id, movie id, rating, timestamp) in file order."""
+    rows = _parse(
+        path,
+        separator,
+        4,
+        lambda p: (_id(p[0]), _id(p[1]), int(p[2]), int(p[3])),
+        config.max_ratings,
+        progress,
+    )
+    return np.array(rows, dtype=np.int64)
+
+
+def _movie(parts: list[str]) -> MovieRow:
     year = YEAR_PATTERN.search(parts[1])
     genres = parts[2].split(GENRE_SEPARATOR)
     if year is None or not all(genres):
@@ -117,62 +170,104 @@ def _movie(parts: list[str]) -> tuple[int, int, list[str]]:
     return _id(parts[0]), int(year.group(1)), genres
 
 
-def _unique_ids(path: Path, ids: np.ndarray) -> None:
-    values, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise ValueError(f"{path}: duplicate ids {values[counts > 1][:5].tolist()}")
+def age_group(age: int) -> int:
+    """ML-1M's age group of a raw age: 17 -> 1, 18..24 -> 18, ..., 50..55 -> 50, 56+ -> 56."""
+    if age < 0:
+        raise ValueError(f"age {age} < 0")
+    return AGE_GROUPS[bisect_right(AGE_GROUPS[1:], age)]
 
 
-def _encode(values: Sequence[Any]) -> tuple[np.ndarray, int]:
-    """Raw values -> 1..V by sorted vocabulary; returns (indices, V + 1)."""
-    index = {value: i for i, value in enumerate(sorted(set(values)), 1)}
-    return np.array([index[v] for v in values], dtype=np.int64), len(index) + 1
+def _user_100k(parts: list[str], zip_prefix_digits: int) -> UserRow:
+    user_id, age, gender, occupation, zip_code = parts
+    if not gender or not occupation:
+        raise ValueError("gender and occupation must be non-empty")
+    return _id(user_id), gender, age_group(int(age)), occupation, zip_code[:zip_prefix_digits]
 
 
-def _windows(items: np.ndarray, first: np.ndarray, end: np.ndarray, length: int) -> np.ndarray:
-    """Row r = items[max(first[r], end[r] - length):end[r]], left-padded: [len(end), length]."""
-    columns = end[:, None] - length + np.arange(length)
-    padded = np.append(items, PADDING_INDEX)  # never empty, so the clipped gather is valid
-    gathered = padded[np.maximum(columns, 0)]
-    return np.where(columns >= first[:, None], gathered, PADDING_INDEX).astype(np.int64)
+def _movie_100k(parts: list[str], genre_names: Sequence[str]) -> MovieRow:
+    title, release_date, flags = parts[1], parts[2], parts[5:]
+    if any(flag not in ("0", "1") for flag in flags):
+        raise ValueError("genre flags must be 0 or 1")
+    genres = [name for name, flag in zip(genre_names, flags, strict=True) if flag == "1"]
+    if not genres:
+        raise ValueError("no genre flag set")
+    year = YEAR_PATTERN.search(title) or RELEASE_YEAR_PATTERN.search(release_date)
+    if year is None and release_date:
+        raise ValueError(f"release date {release_date!r} does not end in a year")
+    return _id(parts[0]), None if year is None else int(year.group(1)), genres
+
+
+def _genre_names(path: Path) -> list[str]:
+    """u.genre's names ordered by flag position (the file ends in a blank line)."""
+    rows = _parse(path, SEPARATOR_100K, 2, lambda p: (int(p[1]), p[0]), skip_blank=True)
+    if sorted(position for position, _ in rows) != list(range(len(rows))):
+        raise ValueError(f"{path}: flag positions must be 0..{len(rows) - 1}, each once")
+    if not all(name for _, name in rows):
+        raise ValueError(f"{path}: empty genre name")
+    return [name for _, name in sorted(rows)]
+
+
+class _Release(NamedTuple):
+    """One MovieLens release as read, before the shared protocol turns it into samples."""
+
+    name: str
+    ratings_path: Path
+    users_path: Path
+    movies_path: Path
+    ratings: np.ndarray  # [n, 4] int64 user id, movie id, rating, timestamp
+    users: list[UserRow]
+    movies: list[MovieRow]
 
 
 def load_movielens_1m(config: MovieLensConfig, *, progress: bool = True) -> InteractionData:
     """Read ratings.dat, users.dat and movies.dat from `config.data_dir` into samples."""
     ratings_path = config.data_dir / "ratings.dat"
     users_path, movies_path = config.data_dir / "users.dat", config.data_dir / "movies.dat"
-    movies = _parse(movies_path, 3, _movie)
-    users = _parse(
+    movies = _parse(movies_path, SEPARATOR, 3, _movie)
+    users: list[UserRow] = _parse(
         users_path,
+        SEPARATOR,
         5,
         lambda p: (_id(p[0]), p[1], int(p[2]), int(p[3]), p[4][: config.zip_prefix_digits]),
     )
-    ratings = np.array(
-        _parse(
-            ratings_path,
-            4,
-            lambda p: (_id(p[0]), _id(p[1]), int(p[2]), int(p[3])),
-            config.max_ratings,
-            progress,
-        ),
-        dtype=np.int64,
-    )
+    ratings = _ratings(ratings_path, SEPARATOR, config, progress)
+    release = _Release("ml-1m", ratings_path, users_path, movies_path, ratings, users, movies)
+    return _interaction_data(release, config)
 
+
+def load_movielens_100k(config: MovieLens100KConfig, *, progress: bool = True) -> InteractionData:
+    """Read u.genre, u.item, u.user and u.data from `config.data_dir` into samples, under the
+    ML-1M protocol and schema (see the module docstring for how the fields are matched)."""
+    ratings_path, users_path = config.data_dir / "u.data", config.data_dir / "u.user"
+    movies_path = config.data_dir / "u.item"
+    genre_names = _genre_names(config.data_dir / "u.genre")
+    movies = _parse(
+        movies_path, SEPARATOR_100K, 5 + len(genre_names), lambda p: _movie_100k(p, genre_names)
+    )
+    users = _parse(users_path, SEPARATOR_100K, 5, lambda p: _user_100k(p, config.zip_prefix_digits))
+    ratings = _ratings(ratings_path, RATINGS_SEPARATOR_100K, config, progress)
+    release = _Release("ml-100k", ratings_path, users_path, movies_path, ratings, users, movies)
+    return _interaction_data(release, config)
+
+
+def _interaction_data(release: _Release, config: MovieLensConfig) -> InteractionData:
+    """The shared protocol: feature tables, labelled samples, histories and the random split."""
+    ratings, users, movies = release.ratings, release.users, release.movies
     movie_ids = np.array([m[0] for m in movies], dtype=np.int64)
     user_ids_dat = np.array([u[0] for u in users], dtype=np.int64)
-    _unique_ids(movies_path, movie_ids)
-    _unique_ids(users_path, user_ids_dat)
+    check_unique_ids(release.movies_path, movie_ids)
+    check_unique_ids(release.users_path, user_ids_dat)
     unknown = np.flatnonzero(~np.isin(ratings[:, 1], movie_ids))
     if unknown.size:
         raise ValueError(
-            f"{ratings_path}, line {unknown[0] + 1}: movie id "
-            f"{ratings[unknown[0], 1]} is not in {movies_path.name}"
+            f"{release.ratings_path}, line {unknown[0] + 1}: movie id "
+            f"{ratings[unknown[0], 1]} is not in {release.movies_path.name}"
         )
 
     # Items: row = movie id; item_id, genres (0-padded slots), year.
     genre_index = {g: i for i, g in enumerate(sorted({g for m in movies for g in m[2]}), 1)}
     genre_slots = max(len(m[2]) for m in movies)
-    years, year_vocab = _encode([m[1] for m in movies])
+    years, year_vocab = encode([m[1] for m in movies])
     item_features = np.zeros((int(movie_ids.max()) + 1, 2 + genre_slots), dtype=np.int64)
     item_features[movie_ids, 0] = movie_ids
     item_features[movie_ids, -1] = years
@@ -189,7 +284,7 @@ def load_movielens_1m(config: MovieLensConfig, *, progress: bool = True) -> Inte
         "year": year_vocab,
     }
     for column, name in enumerate(USER_FIELDS[1:], 1):
-        user_features[user_ids_dat, column], vocab_sizes[name] = _encode([u[column] for u in users])
+        user_features[user_ids_dat, column], vocab_sizes[name] = encode([u[column] for u in users])
     user_features[user_ids_dat, 0] = user_ids_dat
     user_features[ratings[:, 0], 0] = ratings[:, 0]
 
@@ -197,36 +292,25 @@ def load_movielens_1m(config: MovieLensConfig, *, progress: bool = True) -> Inte
     neutral = ratings[:, 2] == config.positive_threshold
     samples = ratings[~neutral] if config.drop_neutral else ratings
     if not samples.shape[0]:
-        raise ValueError(f"{ratings_path}: no samples left after dropping neutral ratings")
+        raise ValueError(f"{release.ratings_path}: no samples left after dropping neutral ratings")
     sample_users, sample_items, timestamps = samples[:, 0], samples[:, 1], samples[:, 3]
     positive = samples[:, 2] > config.positive_threshold
 
-    # Histories: positives sorted by (user, time, movie); a sample's history ends at the first
-    # positive of its user with time >= its own (searchsorted on a dense (user, time) key).
-    _, time_rank = np.unique(timestamps, return_inverse=True)
-    span = int(time_rank.max()) + 1
-    keys = sample_users * span + time_rank.reshape(-1)
-    order = np.lexsort((sample_items, keys))
-    positives = order[positive[order]]
-    pos_keys, pos_items = keys[positives], sample_items[positives]
-    histories = _windows(
-        pos_items,
-        np.searchsorted(pos_keys, sample_users * span),
-        np.searchsorted(pos_keys, keys),
-        config.max_history,
-    )
-    all_users = np.arange(max_user + 1, dtype=np.int64)
-    latest = _windows(
-        pos_items,
-        np.searchsorted(pos_keys, all_users * span),
-        np.searchsorted(pos_keys, (all_users + 1) * span),
+    # Histories: the user's positives strictly before the sample, ordered by (time, movie id).
+    histories, latest = histories_before(
+        sample_users[positive],
+        timestamps[positive],
+        sample_items[positive],
+        sample_users,
+        timestamps,
+        max_user,
         config.max_history,
     )
 
     rng = np.random.default_rng(config.seed)
     n = samples.shape[0]
     return InteractionData(
-        name="ml-1m",
+        name=release.name,
         schema=movielens_schema(config, vocab_sizes, genre_slots),
         user_features=user_features,
         item_features=item_features,

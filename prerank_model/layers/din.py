@@ -20,16 +20,29 @@ class DINAttention(nn.Module):
 
     def __init__(self, dim: int, hidden: tuple[int, ...]) -> None:
         super().__init__()
+        self.dim = dim
         self.score_mlp = MLP(4 * dim, hidden, 1)
 
     def forward(
         self, queries: torch.Tensor, behaviours: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         """queries [B, Q, D], behaviours [B, L, D], mask [B, L] bool -> interest [B, Q, D]."""
-        q = queries.unsqueeze(2)  # [B, Q, 1, D]
-        h = behaviours.unsqueeze(1).expand(-1, queries.shape[1], -1, -1)  # [B, Q, L, D]
-        q = q.expand_as(h)
-        scores = self.score_mlp(torch.cat([q, h, q - h, q * h], dim=-1)).squeeze(-1)  # [B, Q, L]
+        scores = self.scores(queries, behaviours)  # [B, Q, L]
         valid = mask.unsqueeze(1).to(scores.dtype)  # [B, 1, L]
         weights = torch.softmax(scores + (1.0 - valid) * _MASKED_SCORE, dim=-1) * valid
         return torch.einsum("bql,bld->bqd", weights, behaviours)
+
+    def scores(self, queries: torch.Tensor, behaviours: torch.Tensor) -> torch.Tensor:
+        """The MLP over [q, h, q - h, q * h] -> [B, Q, L], without building that [B, Q, L, 4D]
+        input: its first Linear splits as W [q, h, q - h, q * h] = (W_q + W_d) q + (W_h - W_d) h
+        + W_p (q * h), so only the product term is computed per (query, behaviour) pair."""
+        first, *rest = self.score_mlp
+        assert isinstance(first, nn.Linear)
+        w_q, w_h, w_d, w_p = first.weight.split(self.dim, dim=1)  # each [hidden, D]
+        query_part = queries @ (w_q + w_d).T  # [B, Q, hidden]
+        behaviour_part = behaviours @ (w_h - w_d).T  # [B, L, hidden]
+        pairs = queries.unsqueeze(2) * behaviours.unsqueeze(1)  # [B, Q, L, D]
+        hidden = pairs @ w_p.T + query_part.unsqueeze(2) + behaviour_part.unsqueeze(1) + first.bias
+        for layer in rest:
+            hidden = layer(hidden)
+        return hidden.squeeze(-1)

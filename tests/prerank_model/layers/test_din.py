@@ -79,3 +79,14 @@ def test_interest_is_a_query_dependent_weighting_of_valid_behaviours(
     torch.testing.assert_close(behaviours[user].T @ weights, interest[user].T, atol=1e-5, rtol=0)
     torch.testing.assert_close(weights.sum(0), torch.ones(Q), atol=1e-5, rtol=0)
     assert (weights > 0).all()
+
+
+@pytest.mark.parametrize("hidden", [(16, 8), ()])
+def test_scores_equal_the_mlp_over_the_concatenated_din_input(hidden) -> None:
+    torch.manual_seed(0)
+    din = DINAttention(12, hidden)
+    queries, behaviours = torch.randn(5, 3, 12), torch.randn(5, 7, 12)
+    q = queries.unsqueeze(2).expand(-1, -1, 7, -1)
+    h = behaviours.unsqueeze(1).expand(-1, 3, -1, -1)
+    reference = din.score_mlp(torch.cat([q, h, q - h, q * h], dim=-1)).squeeze(-1)
+    torch.testing.assert_close(din.scores(queries, behaviours), reference, atol=1e-5, rtol=1e-5)
