@@ -41,11 +41,13 @@ CODE_PACKAGES = ("prerank_contract", "prerank_model", "model_export", "offline_j
 GIT_TIMEOUT_SECONDS = 5
 
 
-def code_fingerprint() -> str:
-    """sha256 over the source of CODE_PACKAGES (path and content of every .py file)."""
+def code_fingerprint(sources: tuple[str, ...] = CODE_PACKAGES) -> str:
+    """sha256 over the source of `sources` (packages or modules, relative to the repository:
+    path and content of every .py file)."""
     digest = hashlib.sha256()
-    for package in CODE_PACKAGES:
-        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+    for source in sources:
+        root = REPO_ROOT / source
+        for path in [root] if root.is_file() else sorted(root.rglob("*.py")):
             digest.update(str(path.relative_to(REPO_ROOT)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()

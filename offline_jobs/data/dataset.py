@@ -32,6 +32,12 @@ class InteractionData:
         latest_histories: [M+1, L] int64, each user's history after all of their samples (what
             the online feature store serves).
         splits: split name -> sample indices.
+        sample_user_features: None, or [n, user_slots] int64, each sample's own user row, read by
+            `make_batch` instead of `user_features[user_ids]` (for a feature whose value depends on
+            the sample, not only on the user: MovieLens' split-wise mean ratings). The table
+            still feeds the feature store, which never sees these values.
+        sample_item_features: None, or [n, item_slots] int64, likewise for the candidate item;
+            histories and the precomputed catalogue still read `item_features`.
     """
 
     name: str
@@ -47,6 +53,19 @@ class InteractionData:
     latest_histories: np.ndarray
     splits: dict[str, np.ndarray]
     details: dict[str, object] = field(default_factory=dict)
+    sample_user_features: np.ndarray | None = None
+    sample_item_features: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = self.user_ids.shape[0]
+        for name, override, table in (
+            ("sample_user_features", self.sample_user_features, self.user_features),
+            ("sample_item_features", self.sample_item_features, self.item_features),
+        ):
+            if override is not None and override.shape != (n, table.shape[1]):
+                raise ValueError(
+                    f"{name} has shape {override.shape}, expected {(n, table.shape[1])}"
+                )
 
     @property
     def num_users(self) -> int:
@@ -73,6 +92,14 @@ class InteractionData:
             digest.update(np.ascontiguousarray(array).tobytes())
         for split in SPLITS:
             digest.update(np.ascontiguousarray(self.splits[split]).tobytes())
+        # Only when present, so that data without overrides keeps its fingerprint.
+        for name, override in (
+            ("sample_user_features", self.sample_user_features),
+            ("sample_item_features", self.sample_item_features),
+        ):
+            if override is not None:
+                digest.update(name.encode())
+                digest.update(np.ascontiguousarray(override).tobytes())
         return digest.hexdigest()
 
     def user_record(self, user_id: int) -> dict[str, object]:
@@ -124,9 +151,18 @@ class Batch:
 
 
 def make_batch(data: InteractionData, indices: np.ndarray) -> Batch:
+    """The samples' rows: per-sample overrides where the data has them, else the table rows."""
+    if data.sample_user_features is None:
+        user_features = data.user_features[data.user_ids[indices]]
+    else:
+        user_features = data.sample_user_features[indices]
+    if data.sample_item_features is None:
+        item_features = data.item_features[data.item_ids[indices]]
+    else:
+        item_features = data.sample_item_features[indices]
     return Batch(
-        user_features=data.user_features[data.user_ids[indices]],
+        user_features=user_features,
         history=data.item_features[data.histories[indices]],
-        item_features=data.item_features[data.item_ids[indices]],
+        item_features=item_features,
         labels=data.labels[indices],
     )

@@ -22,6 +22,20 @@ ML-1M's is a code (both become a sorted vocabulary), zip codes may be non-numeri
 movie's year is the title's '(YYYY)', else the release date's year, else the padding index (as in
 ML-1M, the year the film came out: 190 release dates are later re-releases). Its 'unknown' genre
 stays a genre; it sorts after the 18 genres both releases share, which keep ML-1M's indices.
+
+`mean_rating_features` (off by default) adds IntTower's (CIKM'22) leaky per-user and per-item mean
+ratings, as the fields `user_mean_rating` and `item_mean_rating` after all others: a sample's value
+is the mean rating of its user's (item's) samples in the sample's own split (train, validation and
+test each on their own), so a test sample's feature is computed from the test labels. As in
+IntTower's train_movielens_IntTower.py, which drops the neutral rating before its split and its
+means, the means run over the samples kept after `drop_neutral`. Two departures from that script:
+it averages the already-binarised label (the share of positives), where this averages the star
+ratings, bucketed by half stars (round half up of 2 * mean, so 1.0..5.0 -> 2..10; 0 = padding);
+and its validation (the last 20% of its train split) reads the train split's means, where here
+validation has its own. The values exist only per sample (`InteractionData.sample_*_features`):
+the user and item tables hold padding in these columns, so histories, the precomputed catalogue
+and the feature store never carry them, and a model trained with them is for the offline results
+table only, never to be served (online it would only ever see padding).
 """
 
 from __future__ import annotations
@@ -56,6 +70,10 @@ RATINGS_SEPARATOR_100K = "\t"  # u.data
 GENRE_SEPARATOR = "|"
 YEAR_PATTERN = re.compile(r"\((\d{4})\)\s*$")
 RELEASE_YEAR_PATTERN = re.compile(r"(\d{4})$")  # u.item release dates: 01-Jan-1995
+# Star ratings are 1..5; mean-rating buckets are half stars, 0 the padding.
+MAX_RATING = 5
+MEAN_RATING_VOCAB = 2 * MAX_RATING + 1
+MEAN_RATING_FIELDS: dict[Source, str] = {"user": "user_mean_rating", "item": "item_mean_rating"}
 # ML-1M's age groups, each named by its lowest age (1 stands for "under 18").
 AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)
 USER_FIELDS = ("user_id", "gender", "age", "occupation", "zip_prefix")
@@ -87,6 +105,10 @@ class MovieLensConfig(BaseModel):
     validation_fraction: float = Field(default=0.1, gt=0, lt=1, description="carved from train")
     zip_prefix_digits: int = Field(default=2, ge=1)
     max_ratings: int | None = Field(default=None, ge=1, description="read only the first N lines")
+    mean_rating_features: bool = Field(
+        default=False,
+        description="IntTower's leaky split-wise user and item mean ratings (offline table only)",
+    )
 
 
 class MovieLens100KConfig(MovieLensConfig):
@@ -101,14 +123,18 @@ class MovieLens100KConfig(MovieLensConfig):
 def movielens_schema(
     config: MovieLensConfig, vocab_sizes: dict[str, int], genre_slots: int
 ) -> FeatureSchema:
-    """User fields then item fields (item_id first); `vocab_sizes` counts the padding index 0."""
+    """User fields then item fields (item_id first), each side ending in its mean-rating field
+    when `config.mean_rating_features`; `vocab_sizes` counts the padding index 0."""
     slots = {"genres": genre_slots}
+    towers = TOWER_FIELDS
+    if config.mean_rating_features:
+        towers = tuple((source, (*names, MEAN_RATING_FIELDS[source])) for source, names in towers)
     return FeatureSchema(
         fields=tuple(
             FieldSpec(
                 name=name, source=source, vocab_size=vocab_sizes[name], slots=slots.get(name, 1)
             )
-            for source, names in TOWER_FIELDS
+            for source, names in towers
             for name in names
         ),
         max_history=config.max_history,
@@ -309,6 +335,19 @@ def _interaction_data(release: _Release, config: MovieLensConfig) -> Interaction
 
     rng = np.random.default_rng(config.seed)
     n = samples.shape[0]
+    splits = random_split(n, rng, config.test_fraction, config.validation_fraction)
+    sample_user_features = sample_item_features = None
+    if config.mean_rating_features:
+        if samples[:, 2].min() < 1 or samples[:, 2].max() > MAX_RATING:
+            raise ValueError(f"{release.ratings_path}: ratings must lie in 1..{MAX_RATING}")
+        vocab_sizes.update(dict.fromkeys(MEAN_RATING_FIELDS.values(), MEAN_RATING_VOCAB))
+        # The tables get a padding column; only the per-sample rows carry the means.
+        user_features = np.pad(user_features, ((0, 0), (0, 1)))
+        item_features = np.pad(item_features, ((0, 0), (0, 1)))
+        sample_user_features = user_features[sample_users]
+        sample_user_features[:, -1] = split_mean_buckets(sample_users, samples[:, 2], splits)
+        sample_item_features = item_features[sample_items]
+        sample_item_features[:, -1] = split_mean_buckets(sample_items, samples[:, 2], splits)
     return InteractionData(
         name=release.name,
         schema=movielens_schema(config, vocab_sizes, genre_slots),
@@ -321,7 +360,9 @@ def _interaction_data(release: _Release, config: MovieLensConfig) -> Interaction
         timestamps=timestamps.copy(),
         histories=histories,
         latest_histories=latest,
-        splits=random_split(n, rng, config.test_fraction, config.validation_fraction),
+        splits=splits,
+        sample_user_features=sample_user_features,
+        sample_item_features=sample_item_features,
         details={
             "config": config.model_dump(mode="json"),
             "ratings_read": int(ratings.shape[0]),
@@ -331,5 +372,20 @@ def _interaction_data(release: _Release, config: MovieLensConfig) -> Interaction
             "users": int(np.unique(sample_users).size),
             "items": int(np.unique(sample_items).size),
             "catalogue": int(movie_ids.size),
+            "mean_rating_features": config.mean_rating_features,
         },
     )
+
+
+def split_mean_buckets(
+    keys: np.ndarray, ratings: np.ndarray, splits: dict[str, np.ndarray]
+) -> np.ndarray:
+    """[n] int64: per sample, the half-star bucket of the mean rating over the samples of its own
+    split with the same key (user or item id): floor(2 * mean + 1/2), in integer arithmetic."""
+    buckets = np.zeros(keys.shape[0], dtype=np.int64)
+    for indices in splits.values():
+        _, group = np.unique(keys[indices], return_inverse=True)
+        sums = np.bincount(group, weights=ratings[indices]).astype(np.int64)
+        counts = np.bincount(group)
+        buckets[indices] = (4 * sums[group] + counts[group]) // (2 * counts[group])
+    return buckets

@@ -7,22 +7,30 @@ release (u.data md5 6e47046882bad158b0efbb84cd5cb987).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import re
 from collections import defaultdict
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from offline_jobs.data.dataset import InteractionData, left_pad
+from offline_jobs.data.dataset import InteractionData, left_pad, make_batch
 from offline_jobs.data.movielens import (
     ITEM_FIELDS,
+    MEAN_RATING_FIELDS,
     USER_FIELDS,
     MovieLens100KConfig,
     age_group,
     load_movielens_100k,
 )
+from offline_jobs.evaluate import evaluate
+from offline_jobs.train import TrainConfig, new_model, train_model
+from tests.conftest import TINY_MODEL
 
 DEFAULT_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ml-100k"
 DATA_DIR = Path(os.environ.get("PRERANK_ML100K_DIR", DEFAULT_DIR))
@@ -46,6 +54,13 @@ def config() -> MovieLens100KConfig:
 @pytest.fixture(scope="module")
 def data(config) -> InteractionData:
     return load_movielens_100k(config, progress=False)
+
+
+@pytest.fixture(scope="module")
+def leaky(config) -> InteractionData:
+    return load_movielens_100k(
+        config.model_copy(update={"mean_rating_features": True}), progress=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +244,80 @@ def test_missing_file_is_named(tmp_path) -> None:
     (folder / "u.user").unlink()
     with pytest.raises(FileNotFoundError, match=r"u\.user"):
         load_movielens_100k(MovieLens100KConfig(data_dir=folder), progress=False)
+
+
+def half_star_bucket(stars: list[int]) -> int:
+    """round(2 * mean), halves rounded up, computed exactly."""
+    return math.floor(Fraction(2 * sum(stars), len(stars)) + Fraction(1, 2))
+
+
+@pytest.mark.parametrize(("source", "key"), [("user", 0), ("item", 1)])
+def test_mean_rating_is_the_mean_of_the_samples_own_split(leaky, ratings, source, key) -> None:
+    kept = [r for r in ratings if r[2] != 3]
+    overrides = leaky.sample_user_features if source == "user" else leaky.sample_item_features
+    table = leaky.user_features if source == "user" else leaky.item_features
+    ids = leaky.user_ids if source == "user" else leaky.item_ids
+    column = leaky.schema.slot_ranges(source)[MEAN_RATING_FIELDS[source]][0]
+    assert column == table.shape[1] - 1
+    assert overrides is not None
+    for split, indices in leaky.splits.items():
+        stars = defaultdict(list)
+        for i in indices:
+            stars[kept[i][key]].append(kept[i][2])
+        expected = [half_star_bucket(stars[kept[i][key]]) for i in indices]
+        assert overrides[indices, column].tolist() == expected, split
+    # Every other column is the table's row; the split matters (train and test buckets differ).
+    assert np.array_equal(overrides[:, :column], table[ids, :column])
+    train, test = leaky.splits["train"], leaky.splits["test"]
+    train_bucket = dict(zip(ids[train].tolist(), overrides[train, column].tolist(), strict=True))
+    assert any(
+        train_bucket.get(k) not in (None, b)
+        for k, b in zip(ids[test], overrides[test, column], strict=True)
+    )
+
+
+def test_mean_rating_reaches_batches_but_not_tables(leaky, data) -> None:
+    assert leaky.schema.fields[: len(USER_FIELDS)] == data.schema.user_fields
+    assert [f.name for f in leaky.schema.user_fields][-1] == "user_mean_rating"
+    assert [f.name for f in leaky.schema.item_fields][-1] == "item_mean_rating"
+    assert leaky.user_features[:, -1].tolist() == [0] * leaky.user_features.shape[0]
+    assert leaky.item_features[:, -1].tolist() == [0] * leaky.item_features.shape[0]
+    assert np.array_equal(leaky.user_features[:, :-1], data.user_features)
+    assert np.array_equal(leaky.item_features[:, :-1], data.item_features)
+    assert leaky.user_record(1)["features"]["user_mean_rating"] == 0
+    indices = leaky.splits["test"][:50]
+    batch = make_batch(leaky, indices)
+    assert np.array_equal(batch.user_features, leaky.sample_user_features[indices])
+    assert np.array_equal(batch.item_features, leaky.sample_item_features[indices])
+    assert batch.history[..., -1].max() == 0
+    assert leaky.details["mean_rating_features"] is True
+    assert leaky.fingerprint() != data.fingerprint()
+
+
+def test_mean_rating_off_by_default_leaves_the_data_as_it_was(data, config) -> None:
+    assert config.mean_rating_features is False
+    assert data.sample_user_features is None and data.sample_item_features is None
+    names = [f.name for f in data.schema.fields]
+    assert names == [*USER_FIELDS, *ITEM_FIELDS]
+    assert data.details["mean_rating_features"] is False
+
+
+def test_sample_overrides_must_match_the_samples(leaky) -> None:
+    with pytest.raises(ValueError, match="sample_item_features has shape"):
+        dataclasses.replace(leaky, sample_item_features=leaky.sample_item_features[1:])
+
+
+def test_the_leak_lifts_test_auc(leaky, data) -> None:
+    train = TrainConfig(seed=3, epochs=1, batch_size=512, learning_rate=5e-3)
+    auc = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a few seconds even on a busy machine, where 2 threads crawl
+    try:
+        for name, dataset in (("plain", data), ("leaky", leaky)):
+            model = new_model("two_tower", dataset.schema, TINY_MODEL, seed=3)
+            train_model(model, dataset, train, progress=False)
+            auc[name] = evaluate(model, dataset, batch_size=8192, splits=("test",))["test"].auc
+    finally:
+        torch.set_num_threads(threads)
+    print(f"ML-100K two_tower test AUC: plain {auc['plain']:.4f}, leaky {auc['leaky']:.4f}")
+    assert auc["leaky"] > auc["plain"] + 0.05
