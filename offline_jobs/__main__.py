@@ -99,6 +99,7 @@ def parser() -> argparse.ArgumentParser:
         "--latency-candidates", nargs="+", type=int, default=defaults.latency_candidates
     )
     again.add_argument("--latency-requests", type=int, default=defaults.latency_requests)
+    again.add_argument("--no-latency", action="store_true", help="skip the /prerank timing")
     again.add_argument("--results-dir", type=Path, default=defaults.results_dir)
     again.add_argument("--docs-dir", type=Path, default=defaults.docs_dir)
     again.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -117,6 +118,7 @@ def reproduce_config(args: argparse.Namespace) -> ReproduceConfig:
         max_ratings=args.max_ratings,
         latency_candidates=tuple(args.latency_candidates),
         latency_requests=args.latency_requests,
+        measure_latency=not args.no_latency,
         results_dir=args.results_dir,
         docs_dir=args.docs_dir,
     )

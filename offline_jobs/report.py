@@ -482,6 +482,9 @@ def write_report(
             "",
             f"![FIT's meta matrix]({figures['meta_matrix']})",
         ]
+    notes = out / f"{stem}-notes.md"
+    if notes.is_file():  # hand-written: what was tried, and what the gaps mean
+        lines += ["", notes.read_text().strip()]
     lines += [
         "",
         "## Plots",

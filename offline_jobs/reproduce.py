@@ -79,6 +79,7 @@ class ReproduceConfig(BaseModel):
     )
     timing_rounds: int = Field(default=3, ge=1, description="interleaved rounds of timed steps")
     timing_steps: int = Field(default=40, ge=1, description="timed training steps per round")
+    measure_latency: bool = Field(default=True, description="time /prerank through the service")
     latency_candidates: tuple[int, ...] = (1_000, 5_000)
     latency_requests: int = Field(default=200, ge=1, description="timed requests per model and N")
     latency_warmup_requests: int = Field(default=20, ge=0)
@@ -396,8 +397,11 @@ def reproduce(settings: JobSettings, config: ReproduceConfig, *, progress: bool 
             assert isinstance(fit, FIT)
             meta = meta_matrix_points(fit, data)
         try:
-            latency = measure_latency(reproduction, dataset, config.models)
-            latency_note = None
+            latency: list[dict[str, Any]] = []
+            latency_note: str | None = "not measured (--no-latency)"
+            if config.measure_latency:
+                latency = measure_latency(reproduction, dataset, config.models)
+                latency_note = None
         except Exception as exc:  # Redis or the service unavailable: the table says so
             log.exception("latency not measured")
             latency, latency_note = [], f"not measured: {exc}"
