@@ -35,11 +35,28 @@ _PRERANK_BODY = {
 }
 
 
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds `limit` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @router.post(
     "/prerank",
     response_model=PrerankResponse,
     openapi_extra=_PRERANK_BODY,
-    responses={503: {"description": "no model loaded yet"}},
+    responses={
+        413: {"description": "body larger than PRERANK_MAX_BODY_BYTES"},
+        503: {"description": "no model loaded yet"},
+    },
 )
 async def prerank(request: Request, state: State) -> Response:
     """Score every candidate for the user, best first. CPU work runs off the event loop."""
@@ -48,7 +65,18 @@ async def prerank(request: Request, state: State) -> Response:
     if serving is None:
         metrics.requests.labels(status="503", arm=NO_ARM).inc()
         return JSONResponse({"detail": state.not_ready_reason}, status_code=503)
-    body = await request.body()
+    body = await read_body(request, state.settings.max_body_bytes)
+    if body is None:
+        metrics.requests.labels(status="413", arm=NO_ARM).inc()
+        limit = state.settings.max_body_bytes
+        detail = [
+            {
+                "type": "too_large",
+                "loc": ["body"],
+                "msg": f"body larger than {limit} bytes (PRERANK_MAX_BODY_BYTES)",
+            }
+        ]
+        return JSONResponse({"detail": detail}, status_code=413)
     started = time.perf_counter()
     try:
         answer = await run_in_threadpool(

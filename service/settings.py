@@ -22,6 +22,11 @@ class ServiceSettings(CommonSettings):
         description="load the active version and user features from Redis (False: bundle_dir only)",
     )
     max_candidates: int = Field(default=10_000, ge=1, description="per request")
+    max_body_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="largest /prerank body read; a larger one is refused with 413 before parsing",
+    )
     max_request_history: int = Field(
         default=1_000,
         ge=1,

@@ -6,6 +6,7 @@ import re
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import torch
 
@@ -170,3 +171,20 @@ def test_health_and_readiness(service, published_fit):
     ready = httpx.get(f"{service.url}/readyz").json()
     assert ready["ready"] is True
     assert ready["version"] == published_fit.manifest.version
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_the_byte_limit_is_413_before_parsing(service, tiny_data, chunked) -> None:
+    body = orjson.dumps({"user_id": 1, "candidates": list(range(300_000))})  # ~2 MB > 1 MiB
+    content = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    response = httpx.post(
+        f"{service.url}/prerank",
+        content=content,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body"] and "PRERANK_MAX_BODY_BYTES" in error["msg"]
+    ok = post(service, {"user_id": 1, "candidates": tiny_data.catalogue[:3].tolist()})
+    assert ok.status_code == 200
