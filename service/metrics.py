@@ -82,6 +82,11 @@ class Metrics:
             buckets=LOAD_BUCKETS,
             registry=self.registry,
         )
+        self.in_flight = Gauge(
+            "prerank_in_flight",
+            "/prerank requests being answered (beyond PRERANK_MAX_IN_FLIGHT: 503)",
+            registry=self.registry,
+        )
         self.pointer_checked = Gauge(
             "prerank_pointer_checked_timestamp_seconds",
             "Unix time of the last successful read of Redis's active pointer",

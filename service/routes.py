@@ -15,7 +15,7 @@ from prerank_contract.traffic import CONTROL, Arm
 from service.metrics import NO_ARM
 from service.ranking import rank
 from service.schemas import Cluster, ClustersResponse, PrerankRequest, PrerankResponse
-from service.state import ServiceState
+from service.state import ServiceState, Serving
 
 router = APIRouter()
 
@@ -55,7 +55,7 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     openapi_extra=_PRERANK_BODY,
     responses={
         413: {"description": "body larger than PRERANK_MAX_BODY_BYTES"},
-        503: {"description": "no model loaded yet"},
+        503: {"description": "no model loaded yet, or overloaded (then with Retry-After)"},
     },
 )
 async def prerank(request: Request, state: State) -> Response:
@@ -65,6 +65,25 @@ async def prerank(request: Request, state: State) -> Response:
     if serving is None:
         metrics.requests.labels(status="503", arm=NO_ARM).inc()
         return JSONResponse({"detail": state.not_ready_reason}, status_code=503)
+    settings = state.settings
+    if state.in_flight >= settings.max_in_flight:  # shed load before reading the body
+        metrics.requests.labels(status="503", arm=NO_ARM).inc()
+        return JSONResponse(
+            {"detail": f"overloaded: {state.in_flight} requests in flight (PRERANK_MAX_IN_FLIGHT)"},
+            status_code=503,
+            headers={"Retry-After": str(settings.retry_after_seconds)},
+        )
+    state.in_flight += 1  # only the event loop thread touches the counter
+    metrics.in_flight.set(state.in_flight)
+    try:
+        return await answer_prerank(request, state, serving)
+    finally:
+        state.in_flight -= 1
+        metrics.in_flight.set(state.in_flight)
+
+
+async def answer_prerank(request: Request, state: ServiceState, serving: Serving) -> Response:
+    metrics = state.metrics
     body = await read_body(request, state.settings.max_body_bytes)
     if body is None:
         metrics.requests.labels(status="413", arm=NO_ARM).inc()

@@ -39,6 +39,12 @@ class ServiceSettings(CommonSettings):
         description="read timeout of a feature-store lookup; past it the "
         "request is answered degraded instead of waiting",
     )
+    max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        description="/prerank requests answered at once; beyond it a fast 503 with Retry-After",
+    )
+    retry_after_seconds: int = Field(default=1, ge=0, description="Retry-After of an overload 503")
     request_threads: int = Field(
         default=8, ge=1, description="worker threads running the CPU part of requests"
     )

@@ -54,6 +54,7 @@ class ServiceState:
     serving: Serving | None = None
     not_ready_reason: str = "starting"
     refusals: dict[str, Refusal] = field(default_factory=dict)
+    in_flight: int = 0  # /prerank requests being answered (event-loop thread only)
 
     @property
     def ready(self) -> bool:
