@@ -169,6 +169,7 @@ def publish_version(
         bundle_dir,
         chunk_bytes=settings.publish_chunk_bytes,
         keep_versions=settings.publish_keep_versions,
+        orphan_min_idle_seconds=settings.publish_orphan_min_idle_seconds,
         gate=settings.gate,
         activate=activate,
         override_reason=override_reason,

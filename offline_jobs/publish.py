@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,17 @@ from prerank_contract.redis_store import (
 log = logging.getLogger(__name__)
 
 SCAN_BATCH = 1000  # keys per SCAN round trip when deleting a version
+# The steps `publish_bundle` reports to `on_step`, in order (plus `file:<name>` per file).
+PUBLISH_STEPS = (
+    "gated",
+    "orphans_collected",
+    "counts_written",
+    "manifest_written",
+    "read_back",
+    "recorded",
+    "activated",
+    "retention",
+)
 
 
 class PublishError(Exception):
@@ -98,8 +110,15 @@ def publish_bundle(
     activate: bool = True,
     override_reason: str | None = None,
     progress: bool = True,
+    orphan_min_idle_seconds: float = 600.0,
+    on_step: Callable[[str], None] = lambda step: None,
 ) -> PublishResult:
     """Publish `bundle_dir`; a no-op when that version is already active and reads back intact.
+
+    Keys of versions no list or pointer names (a publisher killed mid-write) are deleted once
+    untouched for `orphan_min_idle_seconds`, so a publish running beside this one is left alone.
+    `on_step(name)` is called after each step (`PUBLISH_STEPS`, and `file:<name>` after each
+    file): the fault-injection tests stop the publisher there.
 
     `activate=False` publishes without moving the pointer (a candidate for an A/B split or a
     later activation). Raises GateRefusedError (the gate refused and no `override_reason` was
@@ -119,18 +138,25 @@ def publish_bundle(
                 "active version %s is damaged in Redis (%s); publishing again", version, exc
             )
     gated = _gate(client, keys, manifest, active, gate, override_reason)
+    on_step("gated")
     try:
-        written = _write_version(client, keys, bundle_dir, gated, chunk_bytes, progress)
+        orphans = _collect_orphans(client, keys, version, orphan_min_idle_seconds)
+        on_step("orphans_collected")
+        written = _write_version(client, keys, bundle_dir, gated, chunk_bytes, progress, on_step)
         read_version(client, keys, version)
-        if activate:
-            client.set(keys.active, version)
+        on_step("read_back")
         client.lrem(keys.versions, 0, version)
         client.lpush(keys.versions, version)
-        removed = _drop_old_versions(client, keys, keep_versions)
+        on_step("recorded")
+        if activate:
+            client.set(keys.active, version)  # the one atomic step that changes what serves
+        on_step("activated")
+        removed = orphans + _drop_old_versions(client, keys, keep_versions)
+        on_step("retention")
     except redis.RedisError as exc:
         _discard_failed(client, keys, version)
         raise PublishError(f"publishing {version} failed: {_redis_reason(exc)}") from exc
-    except (PublishError, BundleError):
+    except Exception:  # any failure before activation: remove what this publish wrote
         _discard_failed(client, keys, version)
         raise
     seconds = time.perf_counter() - started
@@ -183,6 +209,7 @@ def _write_version(
     manifest: Manifest,
     chunk_bytes: int,
     progress: bool,
+    on_step: Callable[[str], None],
 ) -> int:
     """Every file as chunks, then the chunk counts, then the manifest. Returns bytes written."""
     version = manifest.version
@@ -204,8 +231,11 @@ def _write_version(
             ) from exc
         counts[name] = len(chunks)
         written += len(data)
+        on_step(f"file:{name}")
     client.hset(keys.files(version), mapping=counts)
+    on_step("counts_written")
     client.set(keys.manifest(version), manifest.model_dump_json())
+    on_step("manifest_written")
     return written
 
 
@@ -213,6 +243,7 @@ def _discard_failed(client: Any, keys: RedisKeys, version: str) -> None:
     """Remove what a failed publish wrote, unless that version is (still) the active one."""
     try:
         if active_version(client, keys) != version:
+            client.lrem(keys.versions, 0, version)
             _delete_version_keys(client, keys, version)
     except redis.RedisError as exc:
         log.warning("could not remove the keys of failed version %s: %s", version, exc)
@@ -224,15 +255,46 @@ def _delete_version_keys(client: Any, keys: RedisKeys, version: str) -> None:
         client.delete(*doomed)
 
 
-def _drop_old_versions(client: Any, keys: RedisKeys, keep: int) -> tuple[str, ...]:
-    """Delete every key of versions past the newest `keep` (never the active one, nor the A/B
-    split's treatment)."""
-    active = active_version(client, keys)
+def _collect_orphans(
+    client: Any, keys: RedisKeys, publishing: str, min_idle_seconds: float
+) -> tuple[str, ...]:
+    """Delete the keys of versions that no list, pointer or split names: what a publisher killed
+    mid-write left behind. Never the active version, the split's, the one being published, nor
+    one whose keys were touched in the last `min_idle_seconds` (another publish in progress)."""
+    live = set(_live_versions(client, keys)) | set(_listed(client, keys)) | {publishing}
+    newest_idle: dict[str, int] = {}
+    for key in client.scan_iter(match=keys.version_pattern("*"), count=SCAN_BATCH):
+        name = key.decode() if isinstance(key, bytes) else key
+        version = name[len(keys.prefix) + len("v:") :].split(":", 1)[0]
+        if version in live:
+            continue
+        idle = client.object("idletime", key) or 0
+        newest_idle[version] = min(idle, newest_idle.get(version, idle))
+    orphans = tuple(sorted(v for v, idle in newest_idle.items() if idle >= min_idle_seconds))
+    for version in orphans:
+        log.warning("removing the keys of %s, left by an interrupted publish", version)
+        _delete_version_keys(client, keys, version)
+    return orphans
+
+
+def _listed(client: Any, keys: RedisKeys) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else v for v in client.lrange(keys.versions, 0, -1)]
+
+
+def _live_versions(client: Any, keys: RedisKeys) -> tuple[str, ...]:
+    """The versions taking traffic: the active one and the A/B split's treatment."""
     try:
         split = parse_split(client.get(keys.split), keys.split)
     except ValueError:
         split = None
-    live = {active, None if split is None else split.version}
+    live = (active_version(client, keys), None if split is None else split.version)
+    return tuple(v for v in live if v is not None)
+
+
+def _drop_old_versions(client: Any, keys: RedisKeys, keep: int) -> tuple[str, ...]:
+    """Delete every key of versions past the newest `keep` (never the active one, nor the A/B
+    split's treatment)."""
+    live = set(_live_versions(client, keys))
     stale = [
         v.decode() if isinstance(v, bytes) else v for v in client.lrange(keys.versions, keep, -1)
     ]

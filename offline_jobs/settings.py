@@ -43,6 +43,11 @@ class JobSettings(CommonSettings):
     parity_users: int = Field(default=64, ge=1, description="users of the parity batch")
     precompute_batch_size: int = Field(default=8192, ge=1, description="items per batch")
     publish_chunk_bytes: int = Field(default=4 << 20, ge=1024, description="Redis value size")
+    publish_orphan_min_idle_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="keys of an interrupted publish are deleted once untouched this long",
+    )
     publish_keep_versions: int = Field(default=3, ge=1, description="versions kept for rollback")
     feature_store_batch_size: int = Field(default=1000, ge=1, description="users per pipeline")
 
