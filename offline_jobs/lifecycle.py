@@ -16,8 +16,9 @@ from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import Manifest
 from prerank_contract.redis_store import (
     active_version,
-    parse_split,
+    published_versions,
     read_manifest_of,
+    read_split,
     read_version,
 )
 from prerank_contract.traffic import TrafficSplit
@@ -40,20 +41,11 @@ class VersionInfo:
     problem: str | None = None
 
 
-def published_versions(client: Any, keys: RedisKeys) -> list[str]:
-    """Published version ids, newest first."""
-    return [v.decode() if isinstance(v, bytes) else v for v in client.lrange(keys.versions, 0, -1)]
-
-
-def current_split(client: Any, keys: RedisKeys) -> TrafficSplit | None:
-    return parse_split(client.get(keys.split), keys.split)
-
-
 def list_versions(client: Any, keys: RedisKeys) -> list[VersionInfo]:
     """Every published version with its manifest (None and a problem when it cannot be read)."""
     active = active_version(client, keys)
     try:
-        split = current_split(client, keys)
+        split = read_split(client, keys)
     except ValueError as exc:
         log.warning("%s", exc)
         split = None

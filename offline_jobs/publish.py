@@ -32,8 +32,9 @@ from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import GateRecord, Manifest
 from prerank_contract.redis_store import (
     active_version,
-    parse_split,
+    published_versions,
     read_manifest_of,
+    read_split,
     read_version,
 )
 
@@ -261,7 +262,7 @@ def _collect_orphans(
     """Delete the keys of versions that no list, pointer or split names: what a publisher killed
     mid-write left behind. Never the active version, the split's, the one being published, nor
     one whose keys were touched in the last `min_idle_seconds` (another publish in progress)."""
-    live = set(_live_versions(client, keys)) | set(_listed(client, keys)) | {publishing}
+    live = set(_live_versions(client, keys)) | set(published_versions(client, keys)) | {publishing}
     newest_idle: dict[str, int] = {}
     for key in client.scan_iter(match=keys.version_pattern("*"), count=SCAN_BATCH):
         name = key.decode() if isinstance(key, bytes) else key
@@ -277,14 +278,10 @@ def _collect_orphans(
     return orphans
 
 
-def _listed(client: Any, keys: RedisKeys) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else v for v in client.lrange(keys.versions, 0, -1)]
-
-
 def _live_versions(client: Any, keys: RedisKeys) -> tuple[str, ...]:
     """The versions taking traffic: the active one and the A/B split's treatment."""
     try:
-        split = parse_split(client.get(keys.split), keys.split)
+        split = read_split(client, keys)
     except ValueError:
         split = None
     live = (active_version(client, keys), None if split is None else split.version)
@@ -295,9 +292,7 @@ def _drop_old_versions(client: Any, keys: RedisKeys, keep: int) -> tuple[str, ..
     """Delete every key of versions past the newest `keep` (never the active one, nor the A/B
     split's treatment)."""
     live = set(_live_versions(client, keys))
-    stale = [
-        v.decode() if isinstance(v, bytes) else v for v in client.lrange(keys.versions, keep, -1)
-    ]
+    stale = published_versions(client, keys, start=keep)
     removed = []
     for version in stale:
         if version in live:

@@ -31,6 +31,16 @@ def parse_split(raw: bytes | str | None, origin: str) -> TrafficSplit | None:
         raise ValueError(f"{origin}: invalid A/B split: {exc}") from exc
 
 
+def read_split(client: Any, keys: RedisKeys) -> TrafficSplit | None:
+    """The stored A/B split, None when absent; ValueError when invalid."""
+    return parse_split(client.get(keys.split), keys.split)
+
+
+def published_versions(client: Any, keys: RedisKeys, start: int = 0) -> list[str]:
+    """Published version ids, newest first, from position `start` of the list on."""
+    return [_decode(v) or "" for v in client.lrange(keys.versions, start, -1)]
+
+
 def read_pointers(client: Any, keys: RedisKeys) -> tuple[str | None, TrafficSplit | None]:
     """(active version, A/B split) in one round trip: what the service follows.
 

@@ -240,8 +240,7 @@ def _same(a: Serving, b: Serving) -> bool:
 
 def describe(serving: Serving) -> dict[Arm, tuple[str, str, float]]:
     """arm -> (version, model, share of users), for the metrics."""
-    share = serving.split.share if serving.split is not None else 0.0
-    shares = {CONTROL: 1.0 - share, TREATMENT: share}
+    shares = serving.shares
     return {
         arm: (snapshot.version, snapshot.manifest.model_name, shares[arm])
         for arm, snapshot in serving.arms.items()

@@ -174,7 +174,7 @@ async def readyz(state: State) -> JSONResponse:
             {"ready": False, "reason": state.not_ready_reason, "refused": refusals},
             status_code=503,
         )
-    share = serving.split.share if serving.split is not None else 0.0
+    shares = serving.shares
     return JSONResponse(
         {
             "ready": True,
@@ -185,7 +185,7 @@ async def readyz(state: State) -> JSONResponse:
                 arm: {
                     "version": snapshot.version,
                     "model": snapshot.manifest.model_name,
-                    "share": 1.0 - share if arm == CONTROL else share,
+                    "share": shares[arm],
                 }
                 for arm, snapshot in serving.arms.items()
             },

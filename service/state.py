@@ -28,6 +28,12 @@ class Serving:
         return self.control, CONTROL
 
     @property
+    def shares(self) -> dict[Arm, float]:
+        """The share of users each serving arm answers."""
+        treated = self.split.share if self.treatment is not None and self.split else 0.0
+        return {arm: treated if arm == TREATMENT else 1.0 - treated for arm in self.arms}
+
+    @property
     def arms(self) -> dict[Arm, Snapshot]:
         arms: dict[Arm, Snapshot] = {CONTROL: self.control}
         if self.treatment is not None:

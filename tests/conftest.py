@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from offline_jobs.build import build_bundle, config_fingerprint
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.synthetic import SyntheticConfig, generate_synthetic
 from offline_jobs.evaluate import evaluate
+from offline_jobs.latency import free_port
 from offline_jobs.publish import publish_bundle, publish_user_features
 from offline_jobs.settings import JobSettings
 from offline_jobs.train import TrainConfig, new_model, train_model
@@ -157,12 +157,6 @@ def published_fit(
         progress=False,
     )
     return fit_bundle
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
