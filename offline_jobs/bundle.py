@@ -59,6 +59,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(handle)
 
 
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a small file via a temp file and a rename: readers see the old or the new text."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def point_current(bundles_dir: Path, target: Path, link_name: str = CURRENT_LINK) -> Path:
     """Atomically (re)point the `bundles_dir/current` symlink at `target`."""
     link = bundles_dir / link_name

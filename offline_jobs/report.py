@@ -14,6 +14,7 @@ import matplotlib
 import numpy as np
 
 from offline_jobs.build import git_commit
+from offline_jobs.bundle import write_text_atomically
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.train import TrainConfig
 from prerank_model.config import ModelConfig
@@ -495,9 +496,7 @@ def write_report(
         "",
     ]
     markdown = out / f"{stem}.md"
-    tmp = markdown.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, markdown)
+    write_text_atomically(markdown, "\n".join(lines))
     payload = {
         "dataset": {
             "key": dataset,
@@ -524,7 +523,5 @@ def write_report(
         "meta_matrix": meta_matrix,
         "figures": figures,
     }
-    tmp = out / f"{stem}.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, out / f"{stem}.json")
+    write_text_atomically(out / f"{stem}.json", json.dumps(payload, indent=1, default=str))
     return markdown

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from offline_jobs.build import build_bundle, code_fingerprint, config_fingerprint
+from offline_jobs.bundle import write_text_atomically
 from offline_jobs.data.dataset import InteractionData, make_batch
 from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
 from offline_jobs.evaluate import evaluate
@@ -35,7 +36,7 @@ from offline_jobs.latency import LatencyProbe, ServiceProcess
 from offline_jobs.pipeline import find_reusable_bundle
 from offline_jobs.publish import publish_bundle, publish_user_features
 from offline_jobs.settings import REPO_ROOT, JobSettings
-from offline_jobs.train import TrainConfig, new_model, train_model, training_loss
+from offline_jobs.train import TrainConfig, TrainResult, new_model, train_model, train_step
 from prerank_contract.gate import GateConfig
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ModelMetrics
@@ -108,10 +109,7 @@ class RunSpec:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 class Reproduction:
@@ -175,7 +173,8 @@ class Reproduction:
                 not keep_weights or weights.is_file()
             ):
                 return dict(previous)
-        model = self._train(spec, data)
+        trained = self._train(spec, data)
+        model = trained.model
         started = time.perf_counter()
         splits = evaluate(model, data, self.train.eval_batch_size)
         result = {
@@ -189,9 +188,9 @@ class Reproduction:
             "test_logloss": splits["test"].logloss,
             "validation_auc": splits["validation"].auc,
             "samples": {name: m.samples for name, m in splits.items()},
-            "train_seconds": self._last_train_seconds,
-            "epochs": self.train.epochs,
-            "seconds_per_epoch": self._last_train_seconds / self.train.epochs,
+            "train_seconds": trained.train_seconds,
+            "epochs": trained.epochs,
+            "seconds_per_epoch": trained.train_seconds / trained.epochs,
             "eval_seconds": time.perf_counter() - started,
             "parameters": sum(p.numel() for p in model.parameters()),
             "bytes_per_item": stored_bytes_per_item(model, data),
@@ -212,12 +211,10 @@ class Reproduction:
         )
         return result
 
-    def _train(self, spec: RunSpec, data: InteractionData) -> PrerankModel:
+    def _train(self, spec: RunSpec, data: InteractionData) -> TrainResult:
         torch.set_num_threads(self.settings.torch_threads)
         model = new_model(spec.model, data.schema, self.model_config(spec), spec.seed)
-        trained = train_model(model, data, self.train_config(spec), progress=self.progress)
-        self._last_train_seconds = trained.train_seconds
-        return model
+        return train_model(model, data, self.train_config(spec), progress=self.progress)
 
     def load_model(self, spec: RunSpec) -> PrerankModel:
         """The kept weights of a finished run (see `result(..., keep_weights=True)`)."""
@@ -275,7 +272,7 @@ def measure_training_time(
     reproduction: Reproduction, dataset: DatasetKey, models: tuple[str, ...]
 ) -> dict[str, dict[str, float]]:
     """Seconds per epoch of each model, measured side by side: rounds in which every model in
-    turn runs `timing_steps` steps of the training loop (`training_loss` + Adam) on the same
+    turn runs `timing_steps` steps of the training loop (`train_step`) on the same
     batches; median step time x steps per epoch. Interleaving keeps a burst of load on the
     machine from landing on one model only."""
     config, settings = reproduction.config, reproduction.settings
@@ -302,10 +299,7 @@ def measure_training_time(
         for name, (model, optimizer) in models_and_optimizers.items():
             for index, batch in enumerate([warm, *timed]):
                 started = time.perf_counter()
-                loss = training_loss(model, batch, loss_fn)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                train_step(model, optimizer, batch, loss_fn)
                 if index:
                     step_seconds[name].append(time.perf_counter() - started)
     steps_per_epoch = math.ceil(data.splits["train"].size / train.batch_size)

@@ -64,6 +64,20 @@ def training_loss(
     return loss
 
 
+def train_step(
+    model: PrerankModel,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    loss_fn: torch.nn.BCEWithLogitsLoss,
+) -> float:
+    """One optimisation step on one batch; returns the loss."""
+    loss = training_loss(model, batch, loss_fn)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def new_model(name: str, schema: FeatureSchema, config: ModelConfig, seed: int) -> PrerankModel:
     """Build a model with its parameters initialised from `seed`."""
     torch.manual_seed(seed)
@@ -91,12 +105,8 @@ def train_model(
         for start in range(0, order.size, config.batch_size):
             model.on_training_progress(step / total_steps)
             batch = make_batch(data, order[start : start + config.batch_size])
-            loss = training_loss(model, batch, loss_fn)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss_value = train_step(model, optimizer, batch, loss_fn)
             step += 1
-            loss_value = loss.item()
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.4f}")
     bar.close()
