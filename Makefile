@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARTIFACTS ?= $(or $(PRERANK_ARTIFACTS_DIR),artifacts)
 
-.PHONY: setup run train serve test lint typecheck reproduce clean
+.PHONY: setup run train serve test lint typecheck reproduce soak stack clean
 
 $(STAMP): requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ test: setup
 # an hour on 2 cores; interrupted runs resume. Arguments: make reproduce ARGS="--seeds 1 --k".
 reproduce: setup
 	$(PY) -m offline_jobs reproduce $(ARGS)
+
+# Bounded load with a hot swap midway: errors, p99 drift, RSS growth (10 min; ARGS="--seconds 60").
+soak: setup
+	$(PY) -m loadtest.soak $(ARGS)
+
+# docker-compose.yml's topology as local processes: Redis, the offline job, 2 service replicas,
+# Prometheus (installed from Debian's packages when missing and possible). Ctrl-C stops it.
+stack: setup
+	$(PY) -m loadtest.stack $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -50,6 +50,19 @@ def write_bundle(
     return final, manifest
 
 
+def relabel_bundle(source: Path, bundles_dir: Path, version: str) -> tuple[Path, Manifest]:
+    """A copy of the bundle at `source` as `bundles_dir/version`: the same model and files under
+    another version id (a second version to hot-swap to, in soak runs and tests)."""
+    manifest = Manifest.model_validate_json((source / MANIFEST_FILE).read_bytes())
+
+    def fill(target: Path) -> Manifest:
+        for name in manifest.files:
+            shutil.copyfile(source / name, target / name)
+        return manifest.model_copy(update={"version": version})
+
+    return write_bundle(bundles_dir, version, fill)
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make a rename inside `directory` durable."""
     handle = os.open(directory, os.O_RDONLY)

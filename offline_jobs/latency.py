@@ -17,9 +17,10 @@ import numpy as np
 import orjson
 
 from offline_jobs.data.dataset import InteractionData
-from offline_jobs.settings import REPO_ROOT, JobSettings
+from offline_jobs.settings import REPO_ROOT
+from prerank_contract.http import DEADLINE_HEADER
 from prerank_contract.keys import RedisKeys
-from prerank_contract.settings import ENV_PREFIX
+from prerank_contract.settings import ENV_PREFIX, CommonSettings
 
 START_TIMEOUT_SECONDS = 120.0
 SWAP_TIMEOUT_SECONDS = 120.0
@@ -38,7 +39,7 @@ class ServiceProcess:
     """The service as its own process, serving `keys` from `settings.redis_url`; stopped on exit."""
 
     def __init__(
-        self, settings: JobSettings, keys: RedisKeys, log_path: Path, max_candidates: int
+        self, settings: CommonSettings, keys: RedisKeys, log_path: Path, max_candidates: int
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -53,6 +54,7 @@ class ServiceProcess:
             f"{ENV_PREFIX}POLL_INTERVAL_SECONDS": "0.1",
             f"{ENV_PREFIX}GATE__MIN_AUC": "0",
             f"{ENV_PREFIX}LOG_LEVEL": "warning",
+            f"{ENV_PREFIX}SHUTDOWN_DRAIN_SECONDS": "0",  # no load balancer to drain here
         }
         self._env = env
         self.process: subprocess.Popen[bytes] | None = None
@@ -127,14 +129,19 @@ class LatencyProbe:
         """Percentiles (ms) of `requests` timed requests of min(wanted, catalogue) candidates."""
         candidates = min(wanted, self.data.num_items)
         bodies = self.bodies(candidates, warmup + requests)
-        timings, errors = [], 0
-        headers = {"content-type": "application/json"}
+        timings, errors, degraded = [], 0, 0
+        # the full model's latency is measured: no deadline fallback within the request timeout
+        headers = {
+            "content-type": "application/json",
+            DEADLINE_HEADER: str(REQUEST_TIMEOUT_SECONDS * 1000),
+        }
         with httpx.Client(timeout=REQUEST_TIMEOUT_SECONDS) as client:
             for index, body in enumerate(bodies):
                 started = time.perf_counter()
                 response = client.post(f"{self.service.url}/prerank", content=body, headers=headers)
                 elapsed = time.perf_counter() - started
                 errors += response.status_code != 200
+                degraded += response.status_code == 200 and response.json()["degraded"]
                 if index >= warmup:
                     timings.append(elapsed * 1000)
         values = np.percentile(timings, PERCENTILES)
@@ -143,5 +150,6 @@ class LatencyProbe:
             "candidates": candidates,
             "requests": requests,
             "errors": errors,
+            "degraded": degraded,
             **{f"p{p}_ms": round(float(v), 3) for p, v in zip(PERCENTILES, values, strict=True)},
         }

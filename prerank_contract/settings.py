@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from pydantic import Field, ValidationError
@@ -33,13 +33,12 @@ class CommonSettings(BaseSettings):
     def keys(self) -> RedisKeys:
         return RedisKeys(self.redis_key_prefix)
 
-    def redis_client(self, read_timeout_seconds: float | None = None) -> redis.Redis:
-        """A client (not yet connected); reads time out after `read_timeout_seconds`."""
-        timeout = self.redis_timeout_seconds
+    def redis_client(self, timeout_seconds: float | None = None) -> redis.Redis:
+        """A client (not yet connected); connecting and reading time out after
+        `timeout_seconds` (default: redis_timeout_seconds)."""
+        timeout = self.redis_timeout_seconds if timeout_seconds is None else timeout_seconds
         return redis.Redis.from_url(
-            self.redis_url,
-            socket_timeout=timeout if read_timeout_seconds is None else read_timeout_seconds,
-            socket_connect_timeout=timeout,
+            self.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
 
     def connect_redis(self) -> redis.Redis:
@@ -56,11 +55,12 @@ class CommonSettings(BaseSettings):
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
 
-def load_settings(settings_class: type[SettingsT]) -> SettingsT:
-    """Read the settings from the environment; on invalid values print one message naming each
-    field and exit with status 2 (a CLI error, not a traceback)."""
+def load_settings(settings_class: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Read the settings from the environment (`overrides`, e.g. from command-line flags, win);
+    on invalid values print one message naming each field and exit with status 2 (a CLI error,
+    not a traceback)."""
     try:
-        return settings_class()
+        return settings_class(**overrides)
     except ValidationError as exc:
         print(f"error: invalid {ENV_PREFIX}* settings:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 
 import uvicorn
 
 from prerank_contract.settings import load_settings
 from service.app import create_app
+from service.server import DrainingServer
 from service.settings import ServiceSettings
 
 
@@ -17,13 +19,16 @@ def main() -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
     )
+    DrainingServer(config, app.state.prerank).run()
     return 0
 
 

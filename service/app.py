@@ -63,7 +63,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         store_client = (
             settings.redis_client(settings.feature_store_timeout_seconds) if client else None
         )
-        state.store = FeatureStore(store_client, settings.keys)
+        state.store = FeatureStore(
+            store_client,
+            settings.keys,
+            settings.feature_store_backoff_seconds,
+            settings.feature_store_backoff_max_seconds,
+            state.metrics.feature_store_up,
+        )
         follower = ModelFollower(state, client) if client is not None else None
         started = time.perf_counter()
         try:

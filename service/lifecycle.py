@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from prerank_contract.gate import gate_overridden, gate_problems
 from prerank_contract.redis_store import active_version, read_pointers
 from prerank_contract.traffic import CONTROL, TREATMENT, Arm, TrafficSplit
 from service.feature_store import FeatureStore
-from service.metrics import Metrics
+from service.metrics import ArmDescription, Metrics
 from service.ranking import rank
 from service.settings import ServiceSettings
 from service.snapshot import Snapshot
@@ -88,6 +89,8 @@ def warm_up(snapshot: Snapshot, settings: ServiceSettings) -> None:
                 f"warm-up: {len(items)} of {size} candidates scored, or a score that is not a "
                 "finite probability"
             )
+    if not np.all(np.isfinite(snapshot.fallback_logits)):  # computed here, before any traffic
+        raise RefusedVersionError("warm-up: a fallback (cold-start) score is not finite")
 
 
 def prepare(load: Callable[[], Snapshot], settings: ServiceSettings) -> Snapshot:
@@ -120,7 +123,11 @@ class ModelFollower:
         self._seen: tuple[str, TrafficSplit | None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.redis_error: str | None = None  # why Redis could not be read at the last poll
+
+    @property
+    def redis_error(self) -> str | None:
+        """Why Redis could not be read at the last poll (None when it could)."""
+        return self.state.pointer_error
 
     def start(self) -> None:
         if self.settings.poll_interval_seconds <= 0 or self._thread is not None:
@@ -151,11 +158,11 @@ class ModelFollower:
         except redis.RedisError as exc:
             if self.redis_error is None:
                 log.warning("cannot read the active pointer (%s); serving what is loaded", exc)
-            self.redis_error = f"Redis at {self.settings.redis_url} not readable: {exc}"
+            self.state.pointer_error = f"Redis at {self.settings.redis_url} not readable: {exc}"
             return None
         if self.redis_error is not None:
             log.info("Redis answers again")
-        self.redis_error = None
+        self.state.pointer_error = None
         self.state.metrics.pointer_checked.set_to_current_time()
         return pointers
 
@@ -238,10 +245,22 @@ def _same(a: Serving, b: Serving) -> bool:
     return a.control is b.control and a.treatment is b.treatment and a.split == b.split
 
 
-def describe(serving: Serving) -> dict[Arm, tuple[str, str, float]]:
-    """arm -> (version, model, share of users), for the metrics."""
+def describe(serving: Serving) -> dict[Arm, ArmDescription]:
+    """What each arm serves, for the metrics."""
     shares = serving.shares
     return {
-        arm: (snapshot.version, snapshot.manifest.model_name, shares[arm])
+        arm: ArmDescription(
+            snapshot.version,
+            snapshot.manifest.model_name,
+            shares[arm],
+            _timestamp(snapshot.manifest.created_at),
+        )
         for arm, snapshot in serving.arms.items()
     }
+
+
+def _timestamp(iso: str) -> float:
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return math.nan

@@ -3,6 +3,7 @@ JSON. One request reads one `Serving` and is scored by the one snapshot of its u
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,8 +17,8 @@ from pydantic import ValidationError
 from prerank_contract.features import PADDING_INDEX
 from prerank_contract.traffic import Arm
 from service.feature_store import FeatureStore, FeatureStoreUnavailableError, UserRecord
-from service.metrics import NO_ARM, Metrics
-from service.schemas import PrerankRequest, UserSource
+from service.metrics import FALLBACK_STAGE, NO_ARM, Metrics
+from service.schemas import DegradedReason, PrerankRequest, UserSource
 from service.snapshot import Snapshot
 from service.state import Serving
 
@@ -133,8 +134,11 @@ def rank(
     metrics: Metrics,
     max_candidates: int,
     max_history: int,
+    deadline: float = math.inf,
 ) -> Answer:
-    """Answer one /prerank body."""
+    """Answer one /prerank body. `deadline` (time.perf_counter seconds) is checked before the
+    feature read, the user tower and the scorer: once past it, the known candidates are put in the
+    snapshot's precomputed fallback order and the answer is flagged degraded."""
     timer = StageTimer(metrics)
     started = time.perf_counter()
     request = parse_request(body, max_candidates, max_history)
@@ -147,29 +151,33 @@ def rank(
     timer.arm = arm
     timer.observe("parse", time.perf_counter() - started)
     metrics.candidates.labels(arm=arm).observe(candidates.size)
-    with timer.stage("features"):
-        record, source, degraded = resolve_user(
-            request, store, snapshot.manifest.feature_schema.fingerprint
-        )
-        stored = record or {"features": {}, "history": []}
-        user_row = user_features_row(
-            snapshot, request.user_id, stored["features"], request.user_features or {}
-        )
-        history_ids = request.history if request.history is not None else stored["history"]
-        history = snapshot.history_features(np.asarray(history_ids, dtype=np.int64))
-    metrics.user_source.labels(source=source, arm=arm).inc()
+    reasons: list[DegradedReason] = []
     with timer.stage("gather"):
         rows, known = snapshot.lookup(candidate_ids)
         item_heads, meta_index = snapshot.gather(rows[known])
         known_ids = candidate_ids[known]
         unknown_ids = candidate_ids[~known]
     metrics.unknown_items.labels(arm=arm).inc(int(unknown_ids.size))
+    source: UserSource = "cold_start"  # what the fallback order assumes
     logits = np.zeros(0, dtype=np.float32)
-    if known_ids.size:
-        with timer.stage("user_tower"):
-            user_heads = snapshot.encode_user(user_row, history)
-        with timer.stage("scorer"):
-            logits = snapshot.score(user_heads, item_heads, meta_index)
+    if time.perf_counter() < deadline:  # a request queued past its deadline reads nothing more
+        with timer.stage("features"):
+            user_row, history, source, store_failed = user_inputs(request, snapshot, store)
+        if store_failed:
+            reasons.append("feature_store")
+        if known_ids.size and time.perf_counter() < deadline:
+            with timer.stage("user_tower"):
+                user_heads = snapshot.encode_user(user_row, history)
+            if time.perf_counter() < deadline:
+                with timer.stage("scorer"):
+                    logits = snapshot.score(user_heads, item_heads, meta_index)
+    if logits.size != known_ids.size:
+        reasons.append("deadline")
+        with timer.stage(FALLBACK_STAGE):
+            logits = snapshot.fallback_logits[rows[known]]
+    metrics.user_source.labels(source=source, arm=arm).inc()
+    for reason in reasons:
+        metrics.degraded.labels(reason=reason, arm=arm).inc()
     with timer.stage("topk"):
         k = known_ids.size if request.top_k is None else min(request.top_k, known_ids.size)
         best = np.argpartition(-logits, k - 1)[:k] if 0 < k < known_ids.size else np.arange(k)
@@ -197,7 +205,25 @@ def rank(
                 "duplicate_items": duplicates.tolist(),
                 "user_source": source,
                 "cold_start": source == "cold_start",
-                "degraded": degraded,
+                "degraded": bool(reasons),
+                "degraded_reasons": reasons,
             }
         )
     return Answer(payload, arm)
+
+
+def user_inputs(
+    request: PrerankRequest, snapshot: Snapshot, store: FeatureStore
+) -> tuple[np.ndarray, np.ndarray, UserSource, bool]:
+    """The user tower's inputs ([1, S_u], [1, L, S_i]), where they came from, and whether the
+    feature store failed."""
+    record, source, store_failed = resolve_user(
+        request, store, snapshot.manifest.feature_schema.fingerprint
+    )
+    stored = record or {"features": {}, "history": []}
+    user_row = user_features_row(
+        snapshot, request.user_id, stored["features"], request.user_features or {}
+    )
+    history_ids = request.history if request.history is not None else stored["history"]
+    history = snapshot.history_features(np.asarray(history_ids, dtype=np.int64))
+    return user_row, history, source, store_failed

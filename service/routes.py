@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated
 
@@ -11,10 +12,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from prerank_contract.http import DEADLINE_HEADER
 from prerank_contract.traffic import CONTROL, Arm
 from service.metrics import NO_ARM
 from service.ranking import rank
 from service.schemas import Cluster, ClustersResponse, PrerankRequest, PrerankResponse
+from service.settings import ServiceSettings
 from service.state import ServiceState, Serving
 
 router = APIRouter()
@@ -27,12 +30,49 @@ def get_state(request: Request) -> ServiceState:
 
 State = Annotated[ServiceState, Depends(get_state)]
 
-_PRERANK_BODY = {
+# The body and the deadline header are read by the route itself (size-bounded body, one parser
+# for the header), so their schema is declared here for the OpenAPI document.
+_PRERANK_OPENAPI = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": PrerankRequest.model_json_schema()}},
-    }
+    },
+    "parameters": [
+        {
+            "name": DEADLINE_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "number", "exclusiveMinimum": 0},
+            "description": "answer within this many milliseconds of arrival: past it, before the "
+            "model runs, the answer is the cheap fallback order flagged degraded (default: "
+            "PRERANK_DEADLINE_MS)",
+        }
+    ],
 }
+
+
+def request_deadline(request: Request, settings: ServiceSettings, arrived: float) -> float:
+    """The perf_counter time by which the answer is due: the deadline header (milliseconds after
+    arrival) or PRERANK_DEADLINE_MS. A header that is not a positive number is a 422 naming it."""
+    header = DEADLINE_HEADER
+    raw = request.headers.get(header)
+    if raw is None:
+        return arrived + settings.deadline_ms / 1000
+    try:
+        milliseconds = float(raw)
+    except ValueError:
+        milliseconds = math.nan
+    if not (math.isfinite(milliseconds) and milliseconds > 0):
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("header", header),
+                    "msg": f"{raw!r}: a deadline is a positive number of milliseconds",
+                }
+            ]
+        )
+    return arrived + milliseconds / 1000
 
 
 async def read_body(request: Request, limit: int) -> bytes | None:
@@ -52,14 +92,16 @@ async def read_body(request: Request, limit: int) -> bytes | None:
 @router.post(
     "/prerank",
     response_model=PrerankResponse,
-    openapi_extra=_PRERANK_BODY,
+    openapi_extra=_PRERANK_OPENAPI,
     responses={
         413: {"description": "body larger than PRERANK_MAX_BODY_BYTES"},
+        422: {"description": "a field of the body, or the deadline header, is invalid"},
         503: {"description": "no model loaded yet, or overloaded (then with Retry-After)"},
     },
 )
 async def prerank(request: Request, state: State) -> Response:
     """Score every candidate for the user, best first. CPU work runs off the event loop."""
+    arrived = time.perf_counter()
     metrics = state.metrics
     serving = state.serving  # one read: the whole request uses one serving state
     if serving is None:
@@ -76,14 +118,21 @@ async def prerank(request: Request, state: State) -> Response:
     state.in_flight += 1  # only the event loop thread touches the counter
     metrics.in_flight.set(state.in_flight)
     try:
-        return await answer_prerank(request, state, serving)
+        return await answer_prerank(request, state, serving, arrived)
     finally:
         state.in_flight -= 1
         metrics.in_flight.set(state.in_flight)
 
 
-async def answer_prerank(request: Request, state: ServiceState, serving: Serving) -> Response:
+async def answer_prerank(
+    request: Request, state: ServiceState, serving: Serving, arrived: float
+) -> Response:
     metrics = state.metrics
+    try:
+        deadline = request_deadline(request, state.settings, arrived)
+    except RequestValidationError:
+        metrics.requests.labels(status="422", arm=NO_ARM).inc()
+        raise
     body = await read_body(request, state.settings.max_body_bytes)
     if body is None:
         metrics.requests.labels(status="413", arm=NO_ARM).inc()
@@ -106,6 +155,7 @@ async def answer_prerank(request: Request, state: ServiceState, serving: Serving
             metrics,
             state.settings.max_candidates,
             state.settings.max_request_history,
+            deadline,
         )
     except RequestValidationError:
         metrics.requests.labels(status="422", arm=NO_ARM).inc()
@@ -166,12 +216,22 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: State) -> JSONResponse:
-    """Readiness: a version is loaded and warmed; the detail names every arm and any refusal."""
+    """Readiness: a version is loaded and warmed and no shutdown is under way; the detail names
+    every arm, any refusal and what is degraded (answers still flow, flagged)."""
     serving = state.serving
     refusals = [{"version": r.version, "reason": r.reason} for r in list(state.refusals.values())]
-    if serving is None:
+    degraded = {
+        part: problem
+        for part, problem in (
+            ("feature_store", state.store.describe()),
+            ("model_updates", state.pointer_error),
+        )
+        if problem is not None
+    }
+    if serving is None or state.draining:
+        reason = "shutting down (SIGTERM)" if state.draining else state.not_ready_reason
         return JSONResponse(
-            {"ready": False, "reason": state.not_ready_reason, "refused": refusals},
+            {"ready": False, "reason": reason, "refused": refusals, "degraded": degraded},
             status_code=503,
         )
     shares = serving.shares
@@ -190,6 +250,7 @@ async def readyz(state: State) -> JSONResponse:
                 for arm, snapshot in serving.arms.items()
             },
             "refused": refusals,
+            "degraded": degraded,
         }
     )
 

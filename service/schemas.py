@@ -9,9 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from prerank_contract.traffic import Arm
 
 UserSource = Literal["request", "feature_store", "cold_start"]
+DegradedReason = Literal["feature_store", "deadline"]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-ItemId = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+# `lt=2**63`, not `le=2**63 - 1`: FastAPI may write OpenAPI bounds as floats, and only a power of
+# two survives that exactly, so the documented bounds stay the enforced ones.
+ItemId = Annotated[StrictInt, Field(ge=INT64_MIN, lt=INT64_MAX + 1)]
 
 
 class PrerankRequest(BaseModel):
@@ -19,7 +22,7 @@ class PrerankRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: StrictInt = Field(ge=0, le=INT64_MAX, description="the caller's user id")
+    user_id: StrictInt = Field(ge=0, lt=INT64_MAX + 1, description="the caller's user id")
     user_features: dict[str, StrictInt | list[StrictInt]] | None = Field(
         default=None,
         description="encoded profile fields by name (see the manifest's feature schema); "
@@ -53,7 +56,14 @@ class PrerankResponse(BaseModel):
     duplicate_items: list[int] = Field(description="ids that appeared more than once (scored once)")
     user_source: UserSource
     cold_start: bool = Field(description="true when nothing was known about the user")
-    degraded: bool = Field(description="true when the feature store could not be read")
+    degraded: bool = Field(
+        description="true when the answer is not the full model's: see degraded_reasons"
+    )
+    degraded_reasons: list[DegradedReason] = Field(
+        description="feature_store: Redis could not be read, so the request's own features (or "
+        "none: cold start) were used; deadline: the request's deadline passed before scoring, so "
+        "items are in the cheap fallback order (the model's cold-start scores, computed at load)"
+    )
 
 
 class Cluster(BaseModel):

@@ -39,6 +39,22 @@ class ServiceSettings(CommonSettings):
         description="read timeout of a feature-store lookup; past it the "
         "request is answered degraded instead of waiting",
     )
+    feature_store_backoff_seconds: float = Field(
+        default=0.1,
+        gt=0,
+        description="after a failed feature-store read, skip Redis this long (doubling per "
+        "failed retry) and answer degraded at once",
+    )
+    feature_store_backoff_max_seconds: float = Field(
+        default=5.0, gt=0, description="longest feature-store backoff"
+    )
+    deadline_ms: float = Field(
+        default=50.0,
+        gt=0,
+        description="per-request deadline when the request sends no X-Prerank-Deadline-Ms; past "
+        "it, before the user tower or the scorer runs, the answer is the cheap fallback order "
+        "flagged degraded",
+    )
     max_in_flight: int = Field(
         default=64,
         ge=1,
@@ -70,5 +86,14 @@ class ServiceSettings(CommonSettings):
     )
     cluster_examples: int = Field(
         default=5, ge=0, le=100, description="example items per cluster in GET /clusters"
+    )
+    shutdown_drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="after SIGTERM, /readyz answers 503 this long while requests are still served "
+        "(load balancers stop sending), then the listener closes",
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="after the drain, the longest wait for in-flight requests"
     )
     log_level: str = Field(default="info", description="uvicorn and service log level")

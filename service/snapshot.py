@@ -35,6 +35,7 @@ from prerank_contract.redis_store import read_version
 from service.settings import ServiceSettings
 
 USER_TOWER, SCORER = "user_tower", "scorer"
+FALLBACK_CHUNK_ITEMS = 8_192  # items per scorer run when the fallback order is precomputed
 
 
 def session_options(settings: ServiceSettings) -> ort.SessionOptions:
@@ -193,6 +194,28 @@ class Snapshot:
         )
         return logits
 
+    def cold_start_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The user tower's inputs for a user nothing is known about: ([1, S_u], [1, L, S_i]),
+        all padding."""
+        schema = self.manifest.feature_schema
+        user_row = np.full((1, schema.user_slots), PADDING_INDEX, dtype=np.int64)
+        history = np.full(
+            (1, schema.max_history, self.item_features.shape[1]), PADDING_INDEX, dtype=np.int64
+        )
+        return user_row, history
+
+    @cached_property
+    def fallback_logits(self) -> np.ndarray:
+        """[N] float32: every catalogue item scored for a cold-start user, the order a request
+        gets when its deadline passes before scoring (a gather, no model run). Computed once,
+        at warm-up, in chunks of FALLBACK_CHUNK_ITEMS."""
+        user_heads = self.encode_user(*self.cold_start_inputs())
+        chunks = [
+            self.score(user_heads, *self.gather(np.arange(start, stop)))
+            for start, stop in _chunks(self.item_ids.size, FALLBACK_CHUNK_ITEMS)
+        ]
+        return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
     @cached_property
     def clusters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The catalogue grouped by meta index: (sizes [K], starts [K], rows [N]) where
@@ -200,3 +223,7 @@ class Snapshot:
         sizes = np.bincount(self.meta_index, minlength=self.manifest.num_meta_queries)
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         return sizes, starts, np.argsort(self.meta_index, kind="stable")
+
+
+def _chunks(size: int, chunk: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk, size)) for start in range(0, size, chunk)]

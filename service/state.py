@@ -61,6 +61,8 @@ class ServiceState:
     not_ready_reason: str = "starting"
     refusals: dict[str, Refusal] = field(default_factory=dict)
     in_flight: int = 0  # /prerank requests being answered (event-loop thread only)
+    pointer_error: str | None = None  # why Redis's pointers could not be read at the last poll
+    draining: bool = False  # SIGTERM received: not ready, still answering until the drain ends
 
     @property
     def ready(self) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import redis
 import torch
 
 from offline_jobs.build import build_bundle, config_fingerprint
+from offline_jobs.bundle import relabel_bundle
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.synthetic import SyntheticConfig, generate_synthetic
 from offline_jobs.evaluate import evaluate
@@ -182,6 +182,9 @@ def start_service(
             "PRERANK_REDIS_URL": REDIS_URL,
             "PRERANK_LOG_LEVEL": "warning",
             "PRERANK_GATE__MIN_AUC": str(TEST_MIN_AUC),
+            "PRERANK_SHUTDOWN_DRAIN_SECONDS": "0",  # tests of the drain set their own
+            # exact-score tests run under load on 2 cores: deadline tests send the header
+            "PRERANK_DEADLINE_MS": "60000",
             **env_overrides,
         }
     )
@@ -239,10 +242,8 @@ def clone_bundle(
 ) -> Path:
     """A copy of a bundle under a new version id. `heads_scale` multiplies the item heads (so the
     copy scores differently; checksums updated); `edit` changes the manifest dict in place."""
-    target = bundles_dir / version
-    shutil.copytree(source, target)
+    target, _ = relabel_bundle(source, bundles_dir, version)
     manifest = json.loads((target / MANIFEST_FILE).read_text())
-    manifest["version"] = version
     if heads_scale is not None:
         heads_path = target / ITEM_HEADS_FILE
         np.save(heads_path, np.load(heads_path) * np.float32(heads_scale))
@@ -256,39 +257,48 @@ def clone_bundle(
     return target
 
 
+class PrivateRedis:
+    """A redis-server of the test's own on a loopback port; with `appendonly`, what it held
+    survives stop() + start() (same port, same folder)."""
+
+    def __init__(self, folder: Path, port: int | None = None, appendonly: bool = False) -> None:
+        self.folder, self.port, self.appendonly = folder, port or free_port(), appendonly
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 20.0) -> redis.Redis:
+        """Start it; a client once it answers PING."""
+        self.process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.folder)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                client.ping()
+                return client
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[redis.Redis]:
     """A private redis-server on a free loopback port, stopped after the test."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
+    server = PrivateRedis(tmp_path)
+    client = server.start()
     yield client
     client.close()
-    process.terminate()
-    process.wait(timeout=10)
+    server.stop()

@@ -4,7 +4,6 @@ started again on the same port and data. The service keeps answering from its in
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -12,59 +11,23 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from offline_jobs.publish import publish_bundle, publish_user_features
 from prerank_contract.keys import RedisKeys
-from tests.conftest import TEST_GATE, free_port, start_service, stop_service
+from tests.conftest import TEST_GATE, PrivateRedis, start_service, stop_service
 
 KEYS = RedisKeys("outage:")
-READY_TIMEOUT = 20.0
-
-
-class RestartableRedis:
-    """redis-server with an append-only file in `folder`: what it held survives a restart."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> redis.Redis:
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "yes", "--dir", str(self.folder)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                client.ping()
-                return client
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RestartableRedis]:
-    server = RestartableRedis(tmp_path)
+def server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path, appendonly=True)
     yield server
     server.stop()
 
 
 def test_cutting_redis_mid_load_degrades_without_errors_and_recovers(
-    server: RestartableRedis, fit_bundle, tiny_data, tmp_path: Path
+    server: PrivateRedis, fit_bundle, tiny_data, tmp_path: Path
 ) -> None:
     client = server.start()
     publish_user_features(client, KEYS, tiny_data, 100, progress=False)
@@ -84,6 +47,8 @@ def test_cutting_redis_mid_load_degrades_without_errors_and_recovers(
             "PRERANK_REDIS_KEY_PREFIX": KEYS.prefix,
             "PRERANK_POLL_INTERVAL_SECONDS": "0.1",
             "PRERANK_REDIS_TIMEOUT_SECONDS": "0.5",
+            # probes at most 0.5 s apart: recovered well within the 1.5 s allowed below
+            "PRERANK_FEATURE_STORE_BACKOFF_MAX_SECONDS": "0.5",
         },
         tmp_path / "service.log",
     )
@@ -107,11 +72,13 @@ def test_cutting_redis_mid_load_degrades_without_errors_and_recovers(
         phase[0] = "outage"
         server.stop()
         time.sleep(2.0)
+        ready_in_outage = httpx.get(f"{service.url}/readyz").json()
         phase[0] = "restarting"
         server.start().close()
         time.sleep(1.5)  # reconnect, the next feature-store reads succeed
         phase[0] = "after"
         time.sleep(1.0)
+        ready_after = httpx.get(f"{service.url}/readyz").json()
     finally:
         stop.set()
         thread.join()
@@ -122,7 +89,13 @@ def test_cutting_redis_mid_load_degrades_without_errors_and_recovers(
     assert all(len(v) >= 5 for v in by_phase.values()), {p: len(v) for p, v in by_phase.items()}
     assert not any(p["degraded"] for p in by_phase["before"])
     outage = by_phase["outage"]
-    assert all(p["degraded"] for p in outage[len(outage) // 4 :])  # once the cut has landed
+    landed = outage[len(outage) // 4 :]  # once the cut has landed
+    assert all(p["degraded"] and p["degraded_reasons"] == ["feature_store"] for p in landed)
     assert all(len(p["items"]) == 50 for p in outage)  # scored from the in-memory snapshot
     assert not any(p["degraded"] for p in by_phase["after"])
     assert all(p["user_source"] == "feature_store" for p in by_phase["after"])
+    # readiness stays true (answers flow) and says what is degraded, then clears
+    assert ready_in_outage["ready"] is True
+    assert "Redis unreadable" in ready_in_outage["degraded"]["feature_store"]
+    assert "not readable" in ready_in_outage["degraded"]["model_updates"]
+    assert ready_after["degraded"] == {}
