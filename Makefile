@@ -8,7 +8,7 @@ ARTIFACTS ?= $(or $(PRERANK_ARTIFACTS_DIR),artifacts)
 
 .PHONY: setup run train serve test lint typecheck reproduce soak stack clean
 
-$(STAMP): requirements.txt constraints.txt
+$(STAMP): requirements.txt requirements-service.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt

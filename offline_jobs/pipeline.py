@@ -13,7 +13,6 @@ import redis
 import torch
 
 from offline_jobs.build import build_bundle, config_fingerprint
-from offline_jobs.bundle import point_current
 from offline_jobs.data.amazon import load_amazon
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
@@ -23,7 +22,7 @@ from offline_jobs.evaluate import evaluate
 from offline_jobs.publish import publish_bundle, publish_user_features
 from offline_jobs.settings import JobSettings
 from offline_jobs.train import new_model, train_model
-from prerank_contract.bundle import BundleError, read_manifest, verify_bundle_dir
+from prerank_contract.bundle import BundleError, point_current, read_manifest, verify_bundle_dir
 from prerank_contract.manifest import Manifest, ModelMetrics
 from prerank_model.models import MODELS
 

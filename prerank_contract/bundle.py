@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -68,3 +71,47 @@ def verify_files(manifest: Manifest, files: Mapping[str, bytes], origin: str) ->
             raise BundleError(f"{origin}/{name}: listed in the manifest but missing")
         if sha256_bytes(files[name]) != entry.sha256:
             raise BundleError(f"{origin}/{name}: sha256 mismatch (corrupted or truncated)")
+
+
+CURRENT_LINK = "current"  # bundles_dir/current -> the bundle to serve
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside `directory` durable."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> None:
+    """Create the directory `final` whole or not at all: `fill(tmp)` writes the files into a
+    sibling temp directory, every file is fsynced, and one rename publishes it. On any error the
+    temp directory is removed and nothing is visible."""
+    if final.exists():
+        raise FileExistsError(f"{final}: already exists")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        fill(tmp)
+        for path in tmp.iterdir():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_dir(tmp)
+        tmp.rename(final)
+        fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def point_current(bundles_dir: Path, target: Path, link_name: str = CURRENT_LINK) -> Path:
+    """Atomically (re)point the `bundles_dir/current` symlink at `target` (a child of it)."""
+    link = bundles_dir / link_name
+    tmp = bundles_dir / f".{link_name}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target.name)
+    os.replace(tmp, link)
+    fsync_dir(bundles_dir)
+    return link

@@ -7,12 +7,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from anyio import to_thread
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
 from prerank_contract.bundle import BundleError
+from service.bundle_cache import BundleCache
 from service.feature_store import FeatureStore
 from service.lifecycle import ModelFollower, RefusedVersionError, describe, prepare
 from service.metrics import Metrics
@@ -24,24 +26,30 @@ from service.state import ServiceState, Serving
 log = logging.getLogger(__name__)
 
 
-def load_local_bundle(state: ServiceState, redis_problem: str) -> None:
-    """Serve PRERANK_BUNDLE_DIR when Redis gave nothing to serve (not ready when it fails)."""
+def load_local_bundle(state: ServiceState, redis_problem: str, cache: BundleCache | None) -> None:
+    """Serve a bundle from disk when Redis gave nothing to serve: the newest version in the bundle
+    cache, else PRERANK_BUNDLE_DIR; not ready, with every reason, when none loads."""
     settings = state.settings
-    if settings.bundle_dir is None:
-        if not state.not_ready_reason.startswith("no model loaded"):
-            state.not_ready_reason = (
-                f"no model loaded: {redis_problem}, and PRERANK_BUNDLE_DIR is not set"
-            )
+    candidates = [path for path in (cache and cache.current(), settings.bundle_dir) if path]
+    if not candidates:
+        state.not_ready_reason = (
+            f"no model loaded: {redis_problem}, and no local bundle (PRERANK_BUNDLE_DIR, "
+            "PRERANK_BUNDLE_CACHE_DIR) to start from"
+        )
         return
-    bundle_dir = settings.bundle_dir
-    try:
-        snapshot = prepare(lambda: Snapshot.from_dir(bundle_dir, settings), settings)
-    except (BundleError, RefusedVersionError, OSError) as exc:
-        state.not_ready_reason = f"no model loaded: {bundle_dir}: {exc}"
+    problems = [redis_problem]
+    for bundle_dir in candidates:
+        try:
+            snapshot = prepare(partial(Snapshot.from_dir, bundle_dir, settings), settings)
+        except (BundleError, RefusedVersionError, OSError) as exc:
+            problems.append(f"{bundle_dir}: {exc}")
+            log.error("cannot serve %s: %s", bundle_dir, exc)
+            continue
+        state.serving = Serving(snapshot)
+        state.not_ready_reason = ""
+        state.metrics.set_serving(describe(state.serving))
         return
-    state.serving = Serving(snapshot)
-    state.not_ready_reason = ""
-    state.metrics.set_serving(describe(state.serving))
+    state.not_ready_reason = "no model loaded: " + "; ".join(problems)
 
 
 def redis_problem(settings: ServiceSettings, follower: ModelFollower | None) -> str:
@@ -70,13 +78,18 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             settings.feature_store_backoff_max_seconds,
             state.metrics.feature_store_up,
         )
-        follower = ModelFollower(state, client) if client is not None else None
+        cache = (
+            BundleCache(settings.bundle_cache_dir, settings.bundle_cache_keep)
+            if settings.bundle_cache_dir is not None
+            else None
+        )
+        follower = ModelFollower(state, client, cache) if client is not None else None
         started = time.perf_counter()
         try:
             if follower is not None:
                 follower.poll_once()
             if state.serving is None:
-                load_local_bundle(state, redis_problem(settings, follower))
+                load_local_bundle(state, redis_problem(settings, follower), cache)
         except Exception as exc:  # a model that cannot load must not take the process down
             state.not_ready_reason = f"no model loaded: {exc}"
             log.exception("not ready")

@@ -26,8 +26,10 @@ import redis
 
 from prerank_contract.bundle import BundleError
 from prerank_contract.gate import gate_overridden, gate_problems
-from prerank_contract.redis_store import active_version, read_pointers
+from prerank_contract.manifest import Manifest
+from prerank_contract.redis_store import active_version, read_pointers, read_version
 from prerank_contract.traffic import CONTROL, TREATMENT, Arm, TrafficSplit
+from service.bundle_cache import BundleCache
 from service.feature_store import FeatureStore
 from service.metrics import ArmDescription, Metrics
 from service.ranking import rank
@@ -116,9 +118,10 @@ def release_memory() -> None:
 class ModelFollower:
     """Keeps `state.serving` equal to what Redis's `active` and `split` keys name."""
 
-    def __init__(self, state: ServiceState, client: Any) -> None:
+    def __init__(self, state: ServiceState, client: Any, cache: BundleCache | None = None) -> None:
         self.state = state
         self.client = client
+        self.cache = cache  # where the active version is also kept on disk
         self.settings = state.settings
         self._seen: tuple[str, TrafficSplit | None] | None = None
         self._stop = threading.Event()
@@ -215,13 +218,16 @@ class ModelFollower:
             return None
         started = time.perf_counter()
         metrics = self.state.metrics
+        fetched: list[tuple[Manifest, dict[str, bytes]]] = []
+
+        def load() -> Snapshot:
+            manifest, files = read_version(self.client, self.settings.keys, version)
+            fetched.append((manifest, files))
+            source = f"redis:{self.settings.keys.manifest(version)}"
+            return Snapshot.from_files(manifest, files, source, self.settings)
+
         try:
-            snapshot = prepare(
-                lambda: Snapshot.from_redis(
-                    self.client, self.settings.keys, version, self.settings
-                ),
-                self.settings,
-            )
+            snapshot = prepare(load, self.settings)
         except redis.RedisError as exc:
             metrics.model_loads.labels(result="error").inc()
             log.warning("loading %s failed on Redis (%s); retrying at the next poll", version, exc)
@@ -238,6 +244,11 @@ class ModelFollower:
         metrics.model_loads.labels(result="loaded").inc()
         metrics.model_load_seconds.observe(seconds)
         log.info("loaded %s for the %s arm in %.2f s", version, arm, seconds)
+        if self.cache is not None and arm == CONTROL:
+            try:
+                self.cache.store(*fetched[0])
+            except OSError as exc:  # the cache is a convenience: never a reason to refuse
+                log.warning("could not cache %s in %s: %s", version, self.cache.root, exc)
         return snapshot
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
@@ -16,7 +16,13 @@ from prerank_contract.http import DEADLINE_HEADER
 from prerank_contract.traffic import CONTROL, Arm
 from service.metrics import NO_ARM
 from service.ranking import rank
-from service.schemas import Cluster, ClustersResponse, PrerankRequest, PrerankResponse
+from service.schemas import (
+    Cluster,
+    ClustersResponse,
+    PrerankRequest,
+    PrerankResponse,
+    ValidationErrors,
+)
 from service.settings import ServiceSettings
 from service.state import ServiceState, Serving
 
@@ -94,8 +100,11 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     response_model=PrerankResponse,
     openapi_extra=_PRERANK_OPENAPI,
     responses={
-        413: {"description": "body larger than PRERANK_MAX_BODY_BYTES"},
-        422: {"description": "a field of the body, or the deadline header, is invalid"},
+        413: {"model": ValidationErrors, "description": "body larger than PRERANK_MAX_BODY_BYTES"},
+        422: {
+            "model": ValidationErrors,
+            "description": "a field of the body, or the deadline header, is invalid",
+        },
         503: {"description": "no model loaded yet, or overloaded (then with Retry-After)"},
     },
 )
@@ -214,7 +223,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "not ready: no model loaded yet, or shutting down"}},
+)
 async def readyz(state: State) -> JSONResponse:
     """Readiness: a version is loaded and warmed and no shutdown is under way; the detail names
     every arm, any refusal and what is degraded (answers still flow, flagged)."""
@@ -255,6 +267,6 @@ async def readyz(state: State) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(state: State) -> Response:
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -81,3 +81,17 @@ class ClustersResponse(BaseModel):
     arm: Arm
     items: int
     clusters: list[Cluster]
+
+
+class FieldError(BaseModel):
+    """One problem of a request, located as FastAPI locates it, e.g. ["body", "candidates", 3]."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ValidationErrors(BaseModel):
+    """The body of a 413 or 422: every problem found, each naming its field."""
+
+    detail: list[FieldError]

@@ -17,6 +17,12 @@ class ServiceSettings(CommonSettings):
     bundle_dir: Path | None = Field(
         default=None, description="local bundle served when Redis has no active version"
     )
+    bundle_cache_dir: Path | None = Field(
+        default=None,
+        description="where versions loaded from Redis are also kept on disk; at start, when Redis "
+        "has no version or cannot be read, the newest cached one is served (before bundle_dir)",
+    )
+    bundle_cache_keep: int = Field(default=2, ge=1, description="versions kept in the cache")
     use_redis: bool = Field(
         default=True,
         description="load the active version and user features from Redis (False: bundle_dir only)",

@@ -16,14 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from prerank_contract.bundle import BundleError, verify_bundle_dir, verify_files
 from prerank_contract.features import PADDING_INDEX
-from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import (
     ITEM_FEATURES_FILE,
     ITEM_HEADS_FILE,
@@ -31,7 +29,6 @@ from prerank_contract.manifest import (
     META_INDEX_FILE,
     Manifest,
 )
-from prerank_contract.redis_store import read_version
 from service.settings import ServiceSettings
 
 USER_TOWER, SCORER = "user_tower", "scorer"
@@ -150,14 +147,6 @@ class Snapshot:
         files = {name: (bundle_dir / name).read_bytes() for name in manifest.files}
         verify_files(manifest, files, str(bundle_dir))  # the bytes we load, not just the disk
         return cls.from_files(manifest, files, str(bundle_dir.resolve()), settings)
-
-    @classmethod
-    def from_redis(
-        cls, client: Any, keys: RedisKeys, version: str, settings: ServiceSettings
-    ) -> Snapshot:
-        """A published version, every file checked against its manifest's sha256."""
-        manifest, files = read_version(client, keys, version)
-        return cls.from_files(manifest, files, f"redis:{keys.manifest(version)}", settings)
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ids [n] int64 -> (rows [n] int64, known [n] bool), vectorised binary search."""

@@ -1,7 +1,9 @@
-"""The README's configuration table names every setting of the jobs and the service."""
+"""The README's configuration table names every setting: jobs, service, load tools."""
 
 from __future__ import annotations
 
+from loadtest.settings import StackSettings
+from loadtest.soak import SoakSettings
 from offline_jobs.settings import JobSettings
 from prerank_contract.settings import ENV_PREFIX
 from service.settings import ServiceSettings
@@ -11,6 +13,8 @@ from tests.conftest import REPO_ROOT
 def test_every_setting_is_in_the_configuration_table() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1]
-    names = set(JobSettings.model_fields) | set(ServiceSettings.model_fields)
+    names = set().union(
+        *(c.model_fields for c in (JobSettings, ServiceSettings, SoakSettings, StackSettings))
+    )
     missing = [n for n in sorted(names) if f"| `{ENV_PREFIX}{n.upper()}` |" not in table]
     assert missing == []

@@ -1,0 +1,233 @@
+"""Property tests of the /prerank request contract: `PrerankRequest` and `parse_request`, the one
+parser of a /prerank body. Any input either parses or is a 422 naming a field of the body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from service.ranking import parse_request
+from service.schemas import INT64_MAX, INT64_MIN, PrerankRequest
+
+MAX_CANDIDATES = 20
+MAX_HISTORY = 10
+FIELDS = tuple(PrerankRequest.model_fields)
+
+# Deterministic and bounded: CI sees the same examples every run, in a few seconds.
+PROPERTY = settings(max_examples=150, derandomize=True, deadline=None, database=None)
+
+int64 = st.integers(INT64_MIN, INT64_MAX)
+beyond_int64 = st.integers(INT64_MAX + 1, 2**70) | st.integers(-(2**70), INT64_MIN - 1)
+feature_value = st.integers(-(2**70), 2**70) | st.lists(st.integers(-(2**70), 2**70), max_size=4)
+not_an_int = (
+    st.text(max_size=5) | st.floats(allow_nan=False, allow_infinity=False) | st.booleans()
+) | st.none()
+
+valid_requests = st.builds(
+    PrerankRequest,
+    user_id=st.integers(0, INT64_MAX),
+    user_features=st.none() | st.dictionaries(st.text(max_size=8), feature_value, max_size=4),
+    history=st.none() | st.lists(int64, max_size=MAX_HISTORY),
+    candidates=st.lists(int64, max_size=MAX_CANDIDATES),
+    top_k=st.none() | st.integers(1, INT64_MAX),
+    explain=st.booleans(),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+# Objects with the request's own keys reach the field validators, not only the top-level checks.
+request_like = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=4), json_values)
+
+
+def body(value: object) -> bytes:
+    """JSON as Python writes it: NaN and +-inf become the non-standard NaN/Infinity tokens."""
+    return json.dumps(value).encode()
+
+
+def rejection(raw: bytes) -> list[dict[str, Any]]:
+    """The errors of the 422 that `parse_request` raises for `raw` (fails if it parses)."""
+    with pytest.raises(RequestValidationError) as raised:
+        parse_request(raw, MAX_CANDIDATES, MAX_HISTORY)
+    errors = list(raised.value.errors())
+    assert errors
+    return errors
+
+
+def parses_or_names_the_body(raw: bytes) -> None:
+    """`raw` parses, or raises only RequestValidationError, every error located in the body and
+    serialisable the way FastAPI's 422 handler writes it."""
+    try:
+        parsed = parse_request(raw, MAX_CANDIDATES, MAX_HISTORY)
+    except RequestValidationError as exc:
+        errors = list(exc.errors())
+        assert errors
+        assert all(tuple(error["loc"])[:1] == ("body",) for error in errors), errors
+        json.dumps(jsonable_encoder({"detail": errors}), allow_nan=False)
+    else:
+        assert isinstance(parsed, PrerankRequest)
+
+
+def locs(errors: list[dict[str, Any]]) -> list[tuple[str | int, ...]]:
+    return [tuple(error["loc"]) for error in errors]
+
+
+@PROPERTY
+@given(request=valid_requests)
+def test_a_valid_request_round_trips(request: PrerankRequest) -> None:
+    """model_dump_json -> parse_request gives back an equal request."""
+    assert parse_request(request.model_dump_json().encode(), MAX_CANDIDATES, MAX_HISTORY) == request
+
+
+@PROPERTY
+@given(request=valid_requests)
+def test_defaults_may_be_left_out(request: PrerankRequest) -> None:
+    """Only user_id and candidates are required; left-out fields take their defaults."""
+    sparse = request.model_dump_json(exclude_defaults=True).encode()
+    assert parse_request(sparse, MAX_CANDIDATES, MAX_HISTORY) == request
+
+
+@PROPERTY
+@given(value=json_values | request_like)
+@example(value={"user_id": 1, "candidates": [1], "user_features": {"age": float("nan")}})
+@example(value={"user_id": float("inf"), "candidates": [float("-inf")]})
+@example(value=[{"user_id": 1, "candidates": []}])
+def test_any_json_parses_or_is_a_body_422(value: object) -> None:
+    """Arbitrary JSON (NaN/Infinity tokens included) never escapes as another exception."""
+    parses_or_names_the_body(body(value))
+
+
+@PROPERTY
+@given(raw=st.binary(max_size=64))
+@example(raw=b"")
+@example(raw=b"\xff\xfe{")
+@example(raw=b'{"user_id": 1, "candidates": [1]')
+@example(raw=b'{"user_id": 1, "candidates": [1]} trailing')
+@example(raw=b'{"user_id": 1, "candidates": ' + b"[" * 10_000 + b"]" * 10_000 + b"}")
+@example(raw=b'{"user_id": 1, "candidates": [' + b"9" * 5_000 + b"]}")
+@example(raw=b'\xef\xbb\xbf{"user_id": 1, "candidates": []}')
+def test_any_bytes_parse_or_are_a_body_422(raw: bytes) -> None:
+    """Arbitrary bytes (invalid UTF-8, a BOM, truncated, trailing or deeply nested JSON, a number
+    of 5,000 digits) are a 422 located at the body."""
+    parses_or_names_the_body(raw)
+
+
+@PROPERTY
+@given(value=not_an_int, field=st.sampled_from(["user_id", "top_k"]))
+def test_a_scalar_id_of_another_type_is_rejected_naming_it(value: object, field: str) -> None:
+    """Strings, floats (even 1.0), bools and null are not ids: the 422 names the field."""
+    if field == "top_k" and value is None:
+        return  # top_k is optional: null means "all"
+    errors = rejection(body({"user_id": 1, "candidates": [], field: value}))
+    assert locs(errors) == [("body", field)]
+
+
+@PROPERTY
+@given(
+    value=not_an_int,
+    field=st.sampled_from(["candidates", "history"]),
+    ids=st.lists(int64, max_size=5),
+    position=st.integers(0, 5),
+)
+def test_a_listed_id_of_another_type_is_rejected_naming_its_index(
+    value: object, field: str, ids: list[int], position: int
+) -> None:
+    """A non-int among candidates or history is a 422 naming `[field, index]`."""
+    index = min(position, len(ids))
+    ids.insert(index, value)  # type: ignore[arg-type]
+    request = {"user_id": 1, "candidates": [1], field: ids}
+    assert locs(rejection(body(request))) == [("body", field, index)]
+
+
+@PROPERTY
+@given(value=beyond_int64, field=st.sampled_from(["candidates", "history"]))
+@example(value=INT64_MAX + 1, field="candidates")
+@example(value=INT64_MIN - 1, field="history")
+def test_an_item_id_beyond_int64_is_rejected_naming_it(value: int, field: str) -> None:
+    """Item ids must fit the int64 the model is indexed by."""
+    errors = rejection(body({"user_id": 1, "candidates": [7], field: [7, value]}))
+    assert locs(errors) == [("body", field, 1)]
+
+
+@PROPERTY
+@given(value=beyond_int64 | st.integers(INT64_MIN, -1))
+@example(value=INT64_MAX + 1)
+@example(value=-1)
+def test_a_user_id_outside_zero_to_int64_max_is_rejected(value: int) -> None:
+    errors = rejection(body({"user_id": value, "candidates": []}))
+    assert locs(errors) == [("body", "user_id")]
+
+
+@pytest.mark.parametrize("edge", [0, INT64_MAX])
+def test_user_id_bounds_are_inclusive(edge: int) -> None:
+    assert parse_request(body({"user_id": edge, "candidates": []}), 1, 1).user_id == edge
+
+
+@pytest.mark.parametrize("edge", [INT64_MIN, INT64_MAX])
+def test_item_id_bounds_are_inclusive(edge: int) -> None:
+    parsed = parse_request(body({"user_id": 1, "candidates": [edge], "history": [edge]}), 1, 1)
+    assert parsed.candidates == [edge] and parsed.history == [edge]
+
+
+@PROPERTY
+@given(
+    value=st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+    as_list=st.booleans(),
+    name=st.text(min_size=1, max_size=8),
+)
+def test_nan_or_infinity_in_user_features_is_a_422_naming_the_field(
+    value: float, as_list: bool, name: str
+) -> None:
+    """Python's json writes NaN/Infinity tokens; pydantic reads them as floats and rejects them as
+    ints, so the 422 names `user_features.<name>` (never a 500, never a silent accept)."""
+    raw = body(
+        {"user_id": 1, "candidates": [1], "user_features": {name: [value] if as_list else value}}
+    )
+    assert b"NaN" in raw or b"Infinity" in raw
+    errors = rejection(raw)
+    assert all(loc[:3] == ("body", "user_features", name) for loc in locs(errors))
+
+
+@PROPERTY
+@given(
+    field=st.sampled_from(["candidates", "history"]),
+    extra=st.integers(1, 30),
+)
+def test_more_ids_than_the_limit_is_a_422_naming_the_list(field: str, extra: int) -> None:
+    """PRERANK_MAX_CANDIDATES and PRERANK_MAX_REQUEST_HISTORY bound the lists; the limit itself
+    is accepted."""
+    limit = MAX_CANDIDATES if field == "candidates" else MAX_HISTORY
+    at_limit = {"user_id": 1, "candidates": [], field: list(range(limit))}
+    assert len(getattr(parse_request(body(at_limit), MAX_CANDIDATES, MAX_HISTORY), field)) == limit
+    over = {"user_id": 1, "candidates": [], field: list(range(limit + extra))}
+    (error,) = rejection(body(over))
+    assert tuple(error["loc"]) == ("body", field)
+    assert f"at most {limit}" in error["msg"]
+
+
+@PROPERTY
+@given(name=st.text(max_size=8).filter(lambda name: name not in FIELDS), value=json_values)
+def test_an_unknown_field_is_rejected_naming_it(name: str, value: object) -> None:
+    errors = rejection(body({"user_id": 1, "candidates": [], name: value}))
+    assert locs(errors) == [("body", name)]
+
+
+@pytest.mark.parametrize("value", [0, 1, "true", None])
+def test_explain_is_a_strict_bool(value: object) -> None:
+    errors = rejection(body({"user_id": 1, "candidates": [], "explain": value}))
+    assert locs(errors) == [("body", "explain")]
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_top_k_is_at_least_one(value: int) -> None:
+    errors = rejection(body({"user_id": 1, "candidates": [], "top_k": value}))
+    assert locs(errors) == [("body", "top_k")]
