@@ -26,11 +26,12 @@ from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.synthetic import SyntheticConfig, generate_synthetic
 from offline_jobs.evaluate import evaluate
 from offline_jobs.latency import free_port
-from offline_jobs.publish import publish_bundle, publish_user_features
+from offline_jobs.publish import PublishResult, publish_bundle, publish_user_features
 from offline_jobs.settings import JobSettings
 from offline_jobs.train import TrainConfig, new_model, train_model
 from prerank_contract.bundle import sha256_file
 from prerank_contract.gate import GateConfig
+from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ITEM_HEADS_FILE, MANIFEST_FILE, Manifest, ModelMetrics
 from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
@@ -146,17 +147,28 @@ def published_fit(
     tiny_data: InteractionData,
     job_settings: JobSettings,
 ) -> Bundle:
-    publish_user_features(redis_client, job_settings.keys, tiny_data, 100, progress=False)
-    publish_bundle(
-        redis_client,
-        job_settings.keys,
-        fit_bundle.path,
-        chunk_bytes=4096,
-        keep_versions=3,
-        gate=TEST_GATE,
-        progress=False,
-    )
+    publish_test_bundle(redis_client, job_settings.keys, fit_bundle.path, users=tiny_data)
     return fit_bundle
+
+
+def publish_test_bundle(
+    client: redis.Redis,
+    keys: RedisKeys,
+    path: Path,
+    users: InteractionData | None = None,
+    **options: Any,
+) -> PublishResult:
+    """Publish a test bundle as the tests do (small chunks, so files span several keys; the test
+    gate); with `users`, their feature-store records too. `options` override publish_bundle's."""
+    if users is not None:
+        publish_user_features(client, keys, users, 100, progress=False)
+    defaults: dict[str, Any] = {
+        "chunk_bytes": 4096,
+        "keep_versions": 3,
+        "gate": TEST_GATE,
+        "progress": False,
+    }
+    return publish_bundle(client, keys, path, **(defaults | options))
 
 
 @dataclass

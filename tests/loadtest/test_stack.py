@@ -24,18 +24,17 @@ from loadtest.stack import (
     find_or_install_prometheus,
 )
 from offline_jobs.data.dataset import InteractionData
-from offline_jobs.publish import publish_bundle, publish_user_features
 from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_store import active_version
 from tests.conftest import (
     REDIS_URL,
-    TEST_GATE,
     TEST_MIN_AUC,
     TINY_MODEL,
     TINY_TRAIN,
     TINY_WORLD,
     Bundle,
     free_port,
+    publish_test_bundle,
 )
 
 REQUESTS_PER_REPLICA = 20
@@ -61,16 +60,7 @@ def published(
 ) -> Iterator[RedisKeys]:
     """The tiny FIT and its users' features under a key prefix of this test's own."""
     keys = RedisKeys(f"stack-test-{uuid.uuid4().hex[:8]}:")
-    publish_user_features(redis_client, keys, tiny_data, 100, progress=False)
-    publish_bundle(
-        redis_client,
-        keys,
-        fit_bundle.path,
-        chunk_bytes=4096,
-        keep_versions=3,
-        gate=TEST_GATE,
-        progress=False,
-    )
+    publish_test_bundle(redis_client, keys, fit_bundle.path, users=tiny_data)
     yield keys
     written = list(redis_client.scan_iter(match=f"{keys.prefix}*", count=1000))
     if written:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from offline_jobs.publish import PUBLISH_STEPS, publish_bundle
+from offline_jobs.publish import PUBLISH_STEPS
 from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_store import active_version, read_version
-from tests.conftest import TEST_GATE, clone_bundle
+from tests.conftest import clone_bundle, publish_test_bundle
 
 
 class InjectedFaultError(Exception):
@@ -34,14 +34,10 @@ def publish(client, keys, path: Path, fail_at: str | None = None, fault=Injected
         if step == fail_at:
             raise fault(step)
 
-    return publish_bundle(
+    return publish_test_bundle(
         client,
         keys,
         path,
-        chunk_bytes=4096,
-        keep_versions=3,
-        gate=TEST_GATE,
-        progress=False,
         orphan_min_idle_seconds=0,
         on_step=on_step,
     )
@@ -98,14 +94,5 @@ def test_orphans_of_a_publish_still_running_are_left_alone(
     publish(redis_server, keys, bundles["v1"])
     with pytest.raises(Killed):
         publish(redis_server, keys, bundles["v2"], fail_at="counts_written", fault=Killed)
-    publish_bundle(
-        redis_server,
-        keys,
-        bundles["v3"],
-        chunk_bytes=4096,
-        keep_versions=3,
-        gate=TEST_GATE,
-        progress=False,
-        orphan_min_idle_seconds=600,
-    )
+    publish_test_bundle(redis_server, keys, bundles["v3"], orphan_min_idle_seconds=600)
     assert "v2" in versions_with_keys(redis_server, keys)  # touched seconds ago: maybe alive

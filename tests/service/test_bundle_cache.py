@@ -8,13 +8,18 @@ from pathlib import Path
 
 import httpx
 
-from offline_jobs.publish import publish_bundle
 from prerank_contract.bundle import read_manifest, verify_bundle_dir
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import MANIFEST_FILE
 from prerank_contract.redis_store import read_version
 from service.bundle_cache import BundleCache
-from tests.conftest import TEST_GATE, PrivateRedis, clone_bundle, start_service, stop_service
+from tests.conftest import (
+    PrivateRedis,
+    clone_bundle,
+    publish_test_bundle,
+    start_service,
+    stop_service,
+)
 
 KEYS = RedisKeys("cache:")
 
@@ -25,15 +30,7 @@ def test_store_keeps_the_newest_versions_whole(redis_server, fit_bundle, tmp_pat
     for index in range(3):
         version = f"v{index}"
         path = clone_bundle(fit_bundle.path, tmp_path / "bundles", version, heads_scale=1.0 + index)
-        publish_bundle(
-            redis_server,
-            KEYS,
-            path,
-            chunk_bytes=4096,
-            keep_versions=5,
-            gate=TEST_GATE,
-            progress=False,
-        )
+        publish_test_bundle(redis_server, KEYS, path, keep_versions=5)
         cache.store(*read_version(redis_server, KEYS, version))
         versions.append(version)
         time.sleep(0.01)  # distinct mtimes
@@ -55,15 +52,7 @@ def test_a_restart_while_redis_is_down_serves_the_cached_version(
     server = PrivateRedis(tmp_path / "redis")
     (tmp_path / "redis").mkdir()
     client = server.start()
-    publish_bundle(
-        client,
-        KEYS,
-        fit_bundle.path,
-        chunk_bytes=4096,
-        keep_versions=3,
-        gate=TEST_GATE,
-        progress=False,
-    )
+    publish_test_bundle(client, KEYS, fit_bundle.path)
     client.close()
     env = {
         "PRERANK_REDIS_URL": server.url,

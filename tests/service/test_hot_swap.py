@@ -16,15 +16,15 @@ import pytest
 import redis
 
 from offline_jobs.lifecycle import activate, clear_split, set_split
-from offline_jobs.publish import GateRefusedError, publish_bundle
+from offline_jobs.publish import GateRefusedError
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ITEM_HEADS_FILE
 from prerank_contract.redis_store import read_manifest_of
 from prerank_contract.traffic import TrafficSplit, assign_arm
 from tests.conftest import (
-    TEST_GATE,
     RunningService,
     clone_bundle,
+    publish_test_bundle,
     start_service,
     stop_service,
 )
@@ -45,16 +45,7 @@ class World:
         return clone_bundle(self.fit_path, self.tmp, version, heads_scale=scale, edit=edit)
 
     def publish(self, path: Path, *, activate: bool = True) -> None:
-        publish_bundle(
-            self.client,
-            self.keys,
-            path,
-            chunk_bytes=4096,
-            keep_versions=50,
-            gate=TEST_GATE,
-            activate=activate,
-            progress=False,
-        )
+        publish_test_bundle(self.client, self.keys, path, keep_versions=50, activate=activate)
 
     def ready(self) -> dict:
         return httpx.get(f"{self.service.url}/readyz", timeout=10).json()

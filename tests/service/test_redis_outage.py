@@ -12,9 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from offline_jobs.publish import publish_bundle, publish_user_features
 from prerank_contract.keys import RedisKeys
-from tests.conftest import TEST_GATE, PrivateRedis, start_service, stop_service
+from tests.conftest import PrivateRedis, publish_test_bundle, start_service, stop_service
 
 KEYS = RedisKeys("outage:")
 
@@ -30,16 +29,7 @@ def test_cutting_redis_mid_load_degrades_without_errors_and_recovers(
     server: PrivateRedis, fit_bundle, tiny_data, tmp_path: Path
 ) -> None:
     client = server.start()
-    publish_user_features(client, KEYS, tiny_data, 100, progress=False)
-    publish_bundle(
-        client,
-        KEYS,
-        fit_bundle.path,
-        chunk_bytes=4096,
-        keep_versions=3,
-        gate=TEST_GATE,
-        progress=False,
-    )
+    publish_test_bundle(client, KEYS, fit_bundle.path, users=tiny_data)
     client.close()
     service = start_service(
         {
