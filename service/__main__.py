@@ -1,17 +1,14 @@
-"""``python -m service``: serve /prerank with uvicorn, configured by PRERANK_* settings."""
+"""``python -m service``: serve /prerank with uvicorn, configured by PRERANK_* settings; with
+PRERANK_WORKERS > 1, several worker processes on one port (`service.workers`)."""
 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 
-import uvicorn
-
 from prerank_contract.settings import load_settings
-from service.app import create_app
-from service.server import DrainingServer
 from service.settings import ServiceSettings
+from service.workers import Supervisor, serve_one
 
 
 def main() -> int:
@@ -19,16 +16,9 @@ def main() -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
-    )
-    DrainingServer(config, app.state.prerank).run()
+    if settings.workers > 1:
+        return Supervisor(settings).run()
+    serve_one(settings)
     return 0
 
 

@@ -40,7 +40,9 @@ def load_local_bundle(state: ServiceState, redis_problem: str, cache: BundleCach
     problems = [redis_problem]
     for bundle_dir in candidates:
         try:
-            snapshot = prepare(partial(Snapshot.from_dir, bundle_dir, settings), settings)
+            snapshot = prepare(
+                partial(Snapshot.from_dir, bundle_dir, settings, mmap=True), settings
+            )
         except (BundleError, RefusedVersionError, OSError) as exc:
             problems.append(f"{bundle_dir}: {exc}")
             log.error("cannot serve %s: %s", bundle_dir, exc)

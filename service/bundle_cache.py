@@ -7,6 +7,7 @@ Layout: `<root>/<version>/` (manifest.json + the files, written whole or not at 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import shutil
 from collections.abc import Mapping
@@ -17,27 +18,36 @@ from prerank_contract.manifest import MANIFEST_FILE, Manifest
 
 log = logging.getLogger(__name__)
 
+LOCK_FILE = ".lock"
+
 
 class BundleCache:
     def __init__(self, root: Path, keep: int) -> None:
         self.root = root
         self.keep = keep
 
-    def store(self, manifest: Manifest, files: Mapping[str, bytes]) -> Path:
-        """Write a verified version (unless already cached), point `current` at it and drop all
-        but the newest `keep` versions."""
+    def store(
+        self, manifest: Manifest, files: Mapping[str, bytes], make_current: bool = True
+    ) -> Path:
+        """Write a verified version (unless already cached), point `current` at it (the active
+        version) and drop all but the newest `keep` versions. Workers of one service share the
+        cache: a file lock makes each store whole and one at a time."""
+        self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / manifest.version
-        if not (target / MANIFEST_FILE).is_file():
+        with (self.root / LOCK_FILE).open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (target / MANIFEST_FILE).is_file():
 
-            def fill(tmp: Path) -> None:
-                for name, data in files.items():
-                    (tmp / name).write_bytes(data)
-                (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
+                def fill(tmp: Path) -> None:
+                    for name, data in files.items():
+                        (tmp / name).write_bytes(data)
+                    (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
 
-            shutil.rmtree(target, ignore_errors=True)  # a partial copy is never renamed in
-            write_dir_atomically(target, fill)
-        point_current(self.root, target)
-        self._prune(keep=target)
+                shutil.rmtree(target, ignore_errors=True)
+                write_dir_atomically(target, fill)
+            if make_current:
+                point_current(self.root, target)
+            self._prune(keep=target)
         return target
 
     def current(self) -> Path | None:
@@ -55,6 +65,7 @@ class BundleCache:
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )
-        for stale in [v for v in versions if v != keep][self.keep - 1 :]:
+        current = self.current()
+        for stale in [v for v in versions if v not in (keep, current)][self.keep - 1 :]:
             shutil.rmtree(stale, ignore_errors=True)
             log.info("bundle cache: dropped %s", stale.name)

@@ -26,7 +26,6 @@ import redis
 
 from prerank_contract.bundle import BundleError
 from prerank_contract.gate import gate_overridden, gate_problems
-from prerank_contract.manifest import Manifest
 from prerank_contract.redis_store import active_version, read_pointers, read_version
 from prerank_contract.traffic import CONTROL, TREATMENT, Arm, TrafficSplit
 from service.bundle_cache import BundleCache
@@ -62,7 +61,7 @@ def warm_up(snapshot: Snapshot, settings: ServiceSettings) -> None:
     rng = np.random.default_rng(WARMUP_SEED)
     serving = Serving(snapshot)
     offline_store = FeatureStore(None, settings.keys)  # warm-up never waits on the network
-    scratch = Metrics()  # warm-up is not traffic: its timings stay out of the served metrics
+    scratch = Metrics(record=False)  # warm-up is not traffic: it stays out of the served metrics
     size = min(settings.warmup_candidates, settings.max_candidates, snapshot.item_ids.size)
     history_length = snapshot.manifest.feature_schema.max_history
     for user_id in range(settings.warmup_requests):
@@ -218,12 +217,17 @@ class ModelFollower:
             return None
         started = time.perf_counter()
         metrics = self.state.metrics
-        fetched: list[tuple[Manifest, dict[str, bytes]]] = []
 
         def load() -> Snapshot:
             manifest, files = read_version(self.client, self.settings.keys, version)
-            fetched.append((manifest, files))
             source = f"redis:{self.settings.keys.manifest(version)}"
+            if self.cache is not None:  # on disk first: the item table is mapped from there
+                try:
+                    path = self.cache.store(manifest, files, make_current=arm == CONTROL)
+                except OSError as exc:  # the cache is a convenience: never a reason to refuse
+                    log.warning("could not cache %s in %s: %s", version, self.cache.root, exc)
+                else:
+                    return Snapshot.from_dir(path, self.settings, mmap=True, source=source)
             return Snapshot.from_files(manifest, files, source, self.settings)
 
         try:
@@ -244,11 +248,6 @@ class ModelFollower:
         metrics.model_loads.labels(result="loaded").inc()
         metrics.model_load_seconds.observe(seconds)
         log.info("loaded %s for the %s arm in %.2f s", version, arm, seconds)
-        if self.cache is not None and arm == CONTROL:
-            try:
-                self.cache.store(*fetched[0])
-            except OSError as exc:  # the cache is a convenience: never a reason to refuse
-                log.warning("could not cache %s in %s: %s", version, self.cache.root, exc)
         return snapshot
 
 

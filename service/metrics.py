@@ -1,13 +1,20 @@
 """Prometheus metrics of the request path and the model lifecycle, in a registry owned by one app
-instance. Every request metric carries the A/B `arm` label, so a dashboard compares the arms."""
+instance. Every request metric carries the A/B `arm` label, so a dashboard compares the arms.
+
+With several workers (`service.workers`), prometheus_client's multiprocess mode writes every value
+to a shared directory and `exposition()` sums the workers; each gauge says how its workers'
+values combine (`multiprocess_mode`)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+import os
+from typing import Any, NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from prerank_contract.traffic import Arm
+from prerank_contract.traffic import CONTROL, TREATMENT, Arm
 
 # 0.1 ms .. 1 s: resolves the sub-millisecond stages and the tail alike.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -28,107 +35,157 @@ class ArmDescription(NamedTuple):
     created: float  # Unix time the version was trained
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by the worker supervisor
+
+
+class _Discard:
+    """Stands in for every metric of a `Metrics(record=False)`: warm-up requests run the whole
+    request path and must leave no trace in the served metrics (nor in multiprocess files)."""
+
+    def labels(self, *values: str, **labels: str) -> _Discard:
+        return self
+
+    def inc(self, amount: float = 1.0) -> None: ...
+
+    def observe(self, value: float) -> None: ...
+
+    def set(self, value: float) -> None: ...
+
+    def set_to_current_time(self) -> None: ...
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, record: bool = True) -> None:
         self.registry = CollectorRegistry()
-        self.stage_seconds = Histogram(
+        self._serving_labels: list[dict[str, str]] = []  # of the arms last set as serving
+        self._record = record
+        self.stage_seconds = self._make(
+            Histogram,
             "prerank_stage_seconds",
             "Latency of each stage of /prerank",
             ["stage", "arm"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
-        self.request_seconds = Histogram(
+        self.request_seconds = self._make(
+            Histogram,
             "prerank_request_seconds",
             "Latency of /prerank, parse to serialised response",
             ["arm"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
-        self.candidates = Histogram(
+        self.candidates = self._make(
+            Histogram,
             "prerank_candidates",
             "Candidates per /prerank request",
             ["arm"],
             buckets=CANDIDATE_BUCKETS,
-            registry=self.registry,
         )
-        self.unknown_items = Counter(
+        self.unknown_items = self._make(
+            Counter,
             "prerank_unknown_items",
             "Candidate ids absent from the serving snapshot",
             ["arm"],
-            registry=self.registry,
         )
-        self.requests = Counter(
+        self.requests = self._make(
+            Counter,
             "prerank_requests",
             "/prerank requests by HTTP status",
             ["status", "arm"],
-            registry=self.registry,
         )
-        self.user_source = Counter(
+        self.user_source = self._make(
+            Counter,
             "prerank_user_source",
             "Where the user's features came from",
             ["source", "arm"],
-            registry=self.registry,
         )
-        self.active_version = Gauge(
+        self.active_version = self._make(
+            Gauge,
             "prerank_active_version",
             "1 for each version taking traffic, by arm",
             ["version", "model", "arm"],
-            registry=self.registry,
+            multiprocess_mode="livemax",
         )
-        self.traffic_share = Gauge(
+        self.traffic_share = self._make(
+            Gauge,
             "prerank_traffic_share",
             "Share of users assigned to each arm",
             ["arm"],
-            registry=self.registry,
+            multiprocess_mode="livemax",
         )
-        self.model_loads = Counter(
+        self.model_loads = self._make(
+            Counter,
             "prerank_model_loads",
             "Versions the service tried to load: loaded, refused (checksum, manifest, gate or "
             "warm-up failed) or error (Redis unreachable, retried)",
             ["result"],
-            registry=self.registry,
         )
-        self.model_load_seconds = Histogram(
+        self.model_load_seconds = self._make(
+            Histogram,
             "prerank_model_load_seconds",
             "Time to load, verify and warm up a version",
             buckets=LOAD_BUCKETS,
-            registry=self.registry,
         )
-        self.in_flight = Gauge(
+        self.in_flight = self._make(
+            Gauge,
             "prerank_in_flight",
             "/prerank requests being answered (beyond PRERANK_MAX_IN_FLIGHT: 503)",
-            registry=self.registry,
+            multiprocess_mode="livesum",
         )
-        self.degraded = Counter(
+        self.degraded = self._make(
+            Counter,
             "prerank_degraded_answers",
             "/prerank answers flagged degraded: feature_store (Redis unreadable, request or "
             "cold-start features used) or deadline (past it, the cheap fallback order)",
             ["reason", "arm"],
-            registry=self.registry,
         )
-        self.feature_store_up = Gauge(
+        self.feature_store_up = self._make(
+            Gauge,
             "prerank_feature_store_up",
             "1 while the feature store answers, 0 while it is skipped after a failure (backoff)",
-            registry=self.registry,
+            multiprocess_mode="livemin",
         )
-        self.snapshot_created = Gauge(
+        self.snapshot_created = self._make(
+            Gauge,
             "prerank_snapshot_created_timestamp_seconds",
             "Unix time the serving version of each arm was trained (its manifest's created_at)",
             ["arm"],
-            registry=self.registry,
+            multiprocess_mode="livemin",
         )
-        self.pointer_checked = Gauge(
+        self.pointer_checked = self._make(
+            Gauge,
             "prerank_pointer_checked_timestamp_seconds",
             "Unix time of the last successful read of Redis's active pointer",
-            registry=self.registry,
+            multiprocess_mode="livemin",
         )
 
+    def _make(self, kind: type, *args: Any, **kwargs: Any) -> Any:
+        if not self._record:
+            return _Discard()
+        if kind is not Gauge:
+            kwargs.pop("multiprocess_mode", None)
+        return kind(*args, registry=self.registry, **kwargs)
+
     def set_serving(self, arms: dict[Arm, ArmDescription]) -> None:
-        self.active_version.clear()
-        self.traffic_share.clear()
-        self.snapshot_created.clear()
+        """Mark what each arm serves now. The previous labels are set to 0, not removed: in
+        multiprocess mode a removed label would keep its last value in this worker's file."""
+        for labels in self._serving_labels:
+            self.active_version.labels(**labels).set(0)
+        self._serving_labels = []
         for arm, served in arms.items():
-            self.active_version.labels(version=served.version, model=served.model, arm=arm).set(1)
+            labels = {"version": served.version, "model": served.model, "arm": arm}
+            self.active_version.labels(**labels).set(1)
+            self._serving_labels.append(labels)
             self.traffic_share.labels(arm=arm).set(served.share)
             self.snapshot_created.labels(arm=arm).set(served.created)
+        for arm in {CONTROL, TREATMENT} - set(arms):  # an arm no longer served
+            self.traffic_share.labels(arm=arm).set(0)
+            self.snapshot_created.labels(arm=arm).set(math.nan)
+
+    def exposition(self) -> bytes:
+        """The text format of /metrics: this app's registry, or, under several workers, every
+        worker's values combined."""
+        if os.environ.get(MULTIPROC_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from prerank_contract.http import DEADLINE_HEADER
@@ -27,6 +28,8 @@ from service.settings import ServiceSettings
 from service.state import ServiceState, Serving
 
 router = APIRouter()
+
+WORKER_HEADER = "x-prerank-worker"  # which worker process answered (PRERANK_WORKERS > 1)
 
 
 def get_state(request: Request) -> ServiceState:
@@ -174,7 +177,9 @@ async def answer_prerank(
         raise
     metrics.request_seconds.labels(arm=answer.arm).observe(time.perf_counter() - started)
     metrics.requests.labels(status="200", arm=answer.arm).inc()
-    return Response(answer.payload, media_type="application/json")
+    return Response(
+        answer.payload, media_type="application/json", headers={WORKER_HEADER: str(os.getpid())}
+    )
 
 
 @router.get(
@@ -269,4 +274,4 @@ async def readyz(state: State) -> JSONResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(state: State) -> Response:
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -14,6 +14,18 @@ class ServiceSettings(CommonSettings):
 
     host: str = Field(default="127.0.0.1", description="bind address")
     port: int = Field(default=8000, ge=1, le=65535, description="bind port")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="server processes on the one port; above 1 they share the item table "
+        "(memory-mapped from the bundle cache, a temp dir when PRERANK_BUNDLE_CACHE_DIR is unset) "
+        "and /metrics sums all of them",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="prometheus_client's multiprocess directory when workers > 1 (emptied at "
+        "start; default: a temp dir)",
+    )
     bundle_dir: Path | None = Field(
         default=None, description="local bundle served when Redis has no active version"
     )

@@ -32,6 +32,7 @@ from prerank_contract.manifest import (
 from service.settings import ServiceSettings
 
 USER_TOWER, SCORER = "user_tower", "scorer"
+ARRAY_FILES = (ITEM_IDS_FILE, ITEM_HEADS_FILE, META_INDEX_FILE, ITEM_FEATURES_FILE)
 FALLBACK_CHUNK_ITEMS = 8_192  # items per scorer run when the fallback order is precomputed
 
 
@@ -106,18 +107,20 @@ class Snapshot:
         files: Mapping[str, bytes],
         source: str,
         settings: ServiceSettings,
+        arrays: Mapping[str, np.ndarray] | None = None,
     ) -> Snapshot:
-        """Build a snapshot from verified files; refuse (BundleError, naming the file) any
-        bundle whose contents disagree with its manifest."""
+        """Build a snapshot from verified files (the item table from `arrays` when given, e.g.
+        memory-mapped); refuse (BundleError, naming the file) any bundle whose contents disagree
+        with its manifest."""
         missing_graphs = sorted({USER_TOWER, SCORER} - set(manifest.graphs))
         if missing_graphs:
             raise BundleError(f"{source}: manifest lacks graphs {missing_graphs}")
-        array_files = (ITEM_IDS_FILE, ITEM_HEADS_FILE, META_INDEX_FILE, ITEM_FEATURES_FILE)
         graph_files = (manifest.graphs[USER_TOWER].file, manifest.graphs[SCORER].file)
-        missing_files = sorted(set(array_files + graph_files) - set(manifest.files))
+        missing_files = sorted(set(ARRAY_FILES + graph_files) - set(manifest.files))
         if missing_files:
             raise BundleError(f"{source}: manifest lacks files {missing_files}")
-        arrays = {name: _array(files, name, source) for name in array_files}
+        if arrays is None:
+            arrays = {name: _array(files, name, source) for name in ARRAY_FILES}
         _check_item_table(manifest, arrays, source)
         options = session_options(settings)
         providers = ["CPUExecutionProvider"]
@@ -130,23 +133,45 @@ class Snapshot:
             )
         except Exception as exc:  # onnxruntime raises its own error types
             raise BundleError(f"{source}: ONNX Runtime cannot load a graph: {exc}") from exc
-        return cls(
+        return cls(  # no copies of arrays already in the right dtype: a mapping stays shared
             manifest=manifest,
             source=source,
             user_tower=user_tower,
             scorer=scorer,
-            item_ids=arrays[ITEM_IDS_FILE].astype(np.int64),
+            item_ids=arrays[ITEM_IDS_FILE].astype(np.int64, copy=False),
             item_heads=np.ascontiguousarray(arrays[ITEM_HEADS_FILE], dtype=np.float32),
-            meta_index=arrays[META_INDEX_FILE].astype(np.int64),
-            item_features=arrays[ITEM_FEATURES_FILE].astype(np.int64),
+            meta_index=arrays[META_INDEX_FILE].astype(np.int64, copy=False),
+            item_features=arrays[ITEM_FEATURES_FILE].astype(np.int64, copy=False),
         )
 
     @classmethod
-    def from_dir(cls, bundle_dir: Path, settings: ServiceSettings) -> Snapshot:
+    def from_dir(
+        cls,
+        bundle_dir: Path,
+        settings: ServiceSettings,
+        mmap: bool = False,
+        source: str | None = None,
+    ) -> Snapshot:
+        """A bundle directory, every file's sha256 checked on the bytes read. With `mmap`, the
+        item table is then memory-mapped read-only from the (immutable) files instead of copied,
+        so processes serving the same directory share its pages. `source` names where the
+        bundle came from (default: the directory)."""
         manifest = verify_bundle_dir(bundle_dir)
         files = {name: (bundle_dir / name).read_bytes() for name in manifest.files}
         verify_files(manifest, files, str(bundle_dir))  # the bytes we load, not just the disk
-        return cls.from_files(manifest, files, str(bundle_dir.resolve()), settings)
+        source = source or str(bundle_dir.resolve())
+        arrays = None
+        if mmap:
+            for name in ARRAY_FILES:
+                files.pop(name, None)  # verified; the mapping replaces these bytes
+            try:
+                arrays = {
+                    name: np.load(bundle_dir / name, mmap_mode="r", allow_pickle=False)
+                    for name in ARRAY_FILES
+                }
+            except (OSError, ValueError) as exc:
+                raise BundleError(f"{source}: cannot map the item table: {exc}") from exc
+        return cls.from_files(manifest, files, source, settings, arrays)
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ids [n] int64 -> (rows [n] int64, known [n] bool), vectorised binary search."""
