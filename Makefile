@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARTIFACTS ?= $(or $(PRERANK_ARTIFACTS_DIR),artifacts)
 
-.PHONY: setup run train serve test lint typecheck reproduce soak stack clean
+.PHONY: setup run train serve test lint typecheck reproduce soak load bench bench-memory profile stack clean
 
 $(STAMP): requirements.txt requirements-service.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,20 @@ reproduce: setup
 # Bounded load with a hot swap midway: errors, p99 drift, RSS growth (10 min; ARGS="--seconds 60").
 soak: setup
 	$(PY) -m loadtest.soak $(ARGS)
+
+# Headless Locust against a running service for a bounded time; CSV + HTML report under
+# results/locust/<UTC time>/, exit 1 on any failed request (ARGS="--shape", "--seconds 30").
+load: setup
+	$(PY) -m loadtest.run $(ARGS)
+
+# Latency against the echo floor, FIT vs Two-Tower, decoupled vs per-pair, 2-worker throughput:
+# docs/benchmarks/latency.md + .png (about 2 minutes; needs `make train`'s bundles).
+bench: setup
+	$(PY) -m loadtest.bench $(ARGS)
+
+# Memory per worker at a 1M-item catalogue: docs/benchmarks/memory.md.
+bench-memory: setup
+	$(PY) -m loadtest.memory $(ARGS)
 
 # docker-compose.yml's topology as local processes: Redis, the offline job, 2 service replicas,
 # Prometheus (installed from Debian's packages when missing and possible). Ctrl-C stops it.

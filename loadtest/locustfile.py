@@ -1,39 +1,79 @@
-"""Locust user of /prerank: ``locust -f loadtest/locustfile.py --host http://127.0.0.1:8000``.
+"""Locust user of /prerank: ``locust -f loadtest/locustfile.py --host http://127.0.0.1:8000``
+runs fixed users (``-u``/``-r``/``--run-time``, as the soak does); ``-f loadtest/shape.py`` runs
+the same user under the ramp/steady/spike shape.
 
-Bodies are drawn once from a bundle's catalogue (`LoadSettings`); each task posts one and checks
-that the answer is a 200 with items. A degraded answer is counted as its own request name, so the
-report separates it."""
+Bodies are drawn once per process (`loadtest.traffic`, `LoadSettings`): published user ids,
+catalogue candidates of varied sizes with unknown and duplicate ids. Users share one cycle through
+them; each task posts the next and checks that the answer is a 200 with items. A degraded answer
+is counted under its own request name, so the report separates it."""
 
 from __future__ import annotations
 
+import csv
+import functools
 import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-from locust import FastHttpUser, between, task
+import orjson
+from locust import FastHttpUser, between, events, task
+from locust.env import Environment
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
-from loadtest.settings import LoadSettings, request_bodies
+from loadtest.traffic import DEGRADED_REQUEST_NAME, REQUEST_NAME, body_pool
 
-BODIES = 256  # distinct bodies cycled through by every user
+HEADERS = {"content-type": "application/json"}
 
-_settings = LoadSettings()
-_bodies = [body.decode() for body in request_bodies(_settings, BODIES)]
+
+@events.init.add_listener
+def draw_bodies_before_the_run(**_kwargs: Any) -> None:
+    """Draw the pool before any user starts; a missing catalogue or invalid settings stop Locust
+    here with the reason, not in every user."""
+    try:
+        body_pool()
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: no request bodies: {exc}") from exc
+
+
+@events.quitting.add_listener
+def write_final_stats(environment: Environment, **_kwargs: Any) -> None:
+    """Rewrite ``--csv``'s stats and failures with the final figures: Locust rewrites them once a
+    second while it runs but not at exit, so the last second and the stop timeout's requests
+    would be missing (the HTML report has them)."""
+    prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if not prefix:  # no --csv, or a worker process (its master writes the files)
+        return
+    stats = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    with Path(f"{prefix}_stats.csv").open("w", newline="") as handle:
+        stats.requests_csv(csv.writer(handle))
+    with Path(f"{prefix}_failures.csv").open("w", newline="") as handle:
+        stats.failures_csv(csv.writer(handle))
+
+
+@functools.cache
+def body_cycle() -> Iterator[str]:
+    """One cycle through the pool shared by this process's users (not one lockstep cycle each)."""
+    return itertools.cycle(body_pool())
 
 
 class PrerankUser(FastHttpUser):
     wait_time = between(0.0, 0.002)
 
-    def on_start(self) -> None:
-        self._bodies = itertools.cycle(_bodies)
-
     @task
     def prerank(self) -> None:
         with self.client.post(
             "/prerank",
-            data=next(self._bodies),
-            headers={"content-type": "application/json"},
+            data=next(body_cycle()),
+            headers=HEADERS,
             catch_response=True,
-            name="/prerank",
+            name=REQUEST_NAME,
         ) as response:
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
-            elif not response.json()["items"]:
+                return
+            answer = orjson.loads(response.content)
+            if not answer["items"]:
                 response.failure("no items")
+            elif answer["degraded"]:
+                response.request_meta["name"] = DEGRADED_REQUEST_NAME

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from prerank_contract.bundle import read_manifest
 from prerank_contract.manifest import ITEM_IDS_FILE
 from prerank_contract.settings import CommonSettings
 
@@ -14,17 +15,124 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class LoadSettings(CommonSettings):
-    """What a simulated caller sends: candidate ids drawn from a bundle's catalogue."""
+    """What a simulated caller sends (candidate ids drawn from a bundle's catalogue, user ids from
+    the feature store) and how the headless run (``python -m loadtest.run``) drives the service."""
 
     load_bundle_dir: Path = Field(
         default=REPO_ROOT / "artifacts" / "bundles" / "current",
         description="bundle whose item ids the load draws candidates from",
     )
-    load_candidates: int = Field(default=1_000, ge=1, description="candidates per request")
-    load_users: int = Field(default=10_000, ge=1, description="user ids drawn from [0, users)")
-    load_history: int = Field(default=20, ge=0, description="history ids sent per request")
+    load_candidates: int = Field(
+        default=1_000, ge=1, description="candidates per request (the median list size)"
+    )
+    load_candidates_sigma: float = Field(
+        default=0.0,
+        ge=0,
+        description="spread of the list sizes: sigma of a log-normal around load_candidates "
+        "(0: every list has load_candidates ids)",
+    )
+    load_candidates_min: int = Field(default=1, ge=1, description="shortest candidate list")
+    load_candidates_max: int | None = Field(
+        default=None,
+        ge=1,
+        description="longest candidate list (None: the catalogue size); keep it within the "
+        "service's PRERANK_MAX_CANDIDATES",
+    )
+    load_unknown_share: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="expected share of each list's ids not in the catalogue",
+    )
+    load_duplicate_share: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        description="expected share of each list's ids that repeat an id already in it",
+    )
+    load_users: int = Field(
+        default=10_000,
+        ge=1,
+        description="user ids drawn from [0, users) when no published users are found",
+    )
+    load_published_users: bool = Field(
+        default=True,
+        description="draw user ids from the feature store (Redis records of the bundle's feature "
+        "schema); False: from [0, load_users)",
+    )
+    load_published_users_limit: int = Field(
+        default=100_000, ge=1, description="most user ids read from the feature store"
+    )
+    load_history: int = Field(
+        default=20,
+        ge=0,
+        description="history ids sent per request (0: none sent, the feature store's is used)",
+    )
     load_top_k: int = Field(default=200, ge=1, description="top_k of each request")
     load_seed: int = Field(default=0, description="seed of the drawn requests")
+    load_bodies: int = Field(
+        default=512, ge=1, description="distinct request bodies, drawn once and cycled through"
+    )
+    load_host: str = Field(
+        default="http://127.0.0.1:8000", description="service the headless run drives"
+    )
+    load_seconds: int = Field(
+        default=60, ge=1, description="duration of a headless run with fixed users"
+    )
+    load_locust_users: int = Field(
+        default=8, ge=1, description="concurrent Locust users of a headless run with fixed users"
+    )
+    load_spawn_rate: float | None = Field(
+        default=None, gt=0, description="Locust users started per second (None: all at once)"
+    )
+    load_shape: bool = Field(
+        default=False,
+        description="the headless run follows the ramp/steady/spike shape (loadtest/shape.py) "
+        "instead of fixed users",
+    )
+    load_shape_ramp_seconds: float = Field(
+        default=30.0, gt=0, description="shape: time to start the steady users"
+    )
+    load_shape_users: int = Field(default=8, ge=1, description="shape: steady Locust users")
+    load_shape_steady_seconds: float = Field(
+        default=60.0, ge=0, description="shape: time at the steady users after the ramp"
+    )
+    load_shape_spike_users: int = Field(
+        default=32, ge=1, description="shape: Locust users during the spike"
+    )
+    load_shape_spike_seconds: float = Field(
+        default=15.0, ge=0, description="shape: spike duration (0: no spike)"
+    )
+    load_shape_spike_spawn_rate: float = Field(
+        default=16.0,
+        gt=0,
+        description="shape: users started (stopped) per second into (out of) the spike",
+    )
+    load_shape_recovery_seconds: float = Field(
+        default=30.0, ge=0, description="shape: time back at the steady users after the spike"
+    )
+    load_results_dir: Path = Field(
+        default=REPO_ROOT / "results" / "locust",
+        description="each headless run writes Locust's CSV and HTML report in a <UTC time> "
+        "folder here",
+    )
+    load_stop_timeout_seconds: int = Field(
+        default=5, ge=0, description="how long a stopping Locust user may finish its request"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LoadSettings:
+        if (
+            self.load_candidates_max is not None
+            and self.load_candidates_max < self.load_candidates_min
+        ):
+            raise ValueError(
+                f"load_candidates_max {self.load_candidates_max} is below load_candidates_min "
+                f"{self.load_candidates_min}"
+            )
+        if self.load_unknown_share + self.load_duplicate_share >= 1:
+            raise ValueError("load_unknown_share + load_duplicate_share must stay below 1")
+        return self
 
     def catalogue(self) -> np.ndarray:
         """[N] int64 item ids of the bundle's catalogue."""
@@ -36,29 +144,16 @@ class LoadSettings(CommonSettings):
             )
         return np.load(path, allow_pickle=False).astype(np.int64)
 
+    def feature_schema_fingerprint(self) -> str:
+        """The fingerprint the bundle's model reads feature-store records under."""
+        return read_manifest(self.load_bundle_dir).feature_schema.fingerprint
+
 
 def request_bodies(settings: LoadSettings, count: int) -> list[bytes]:
-    """`count` JSON /prerank bodies drawn with the settings' seed (drawn once, reused by users)."""
-    import orjson
+    """`count` JSON /prerank bodies drawn with the settings' seed (`loadtest.traffic`)."""
+    from loadtest.traffic import draw_bodies, user_pool
 
-    catalogue = settings.catalogue()
-    rng = np.random.default_rng(settings.load_seed)
-    size = min(settings.load_candidates, catalogue.size)
-    bodies = []
-    for _ in range(count):
-        ids = catalogue[rng.choice(catalogue.size, size=size, replace=False)]
-        history = catalogue[rng.choice(catalogue.size, size=settings.load_history)]
-        bodies.append(
-            orjson.dumps(
-                {
-                    "user_id": int(rng.integers(settings.load_users)),
-                    "history": history.tolist(),
-                    "candidates": ids.tolist(),
-                    "top_k": settings.load_top_k,
-                }
-            )
-        )
-    return bodies
+    return draw_bodies(settings, count, user_pool(settings))
 
 
 class StackSettings(CommonSettings):
@@ -98,3 +193,112 @@ class StackSettings(CommonSettings):
     stack_install_timeout_seconds: float = Field(
         default=600.0, gt=0, description="longest apt-get run"
     )
+
+
+class BenchSettings(CommonSettings):
+    """``python -m loadtest.bench`` (``make bench``, ``PRERANK_BENCH_*``): the echo floor, FIT and
+    Two-Tower through the real service, the in-process scoring paths, and the 2-worker
+    throughput, in one run on one machine."""
+
+    bench_bundles_dir: Path = Field(
+        default=REPO_ROOT / "artifacts" / "bundles",
+        description="where `make train` writes bundles; the newest fit-* and two_tower-* are used",
+    )
+    bench_fit_bundle: Path | None = Field(
+        default=None, description="FIT bundle directory (default: the newest fit-* bundle)"
+    )
+    bench_two_tower_bundle: Path | None = Field(
+        default=None,
+        description="Two-Tower bundle directory (default: the newest two_tower-* bundle)",
+    )
+    bench_candidates: tuple[int, ...] = Field(
+        default=(100, 500, 1_000, 2_000, 5_000, 10_000),
+        min_length=1,
+        description="candidates per request; past the catalogue size the rest are unknown ids",
+    )
+    bench_requests: int = Field(
+        default=300, ge=1, description="timed requests per target, candidate count and round"
+    )
+    bench_warmup: int = Field(
+        default=15, ge=0, description="untimed requests before each target's timed ones"
+    )
+    bench_rounds: int = Field(
+        default=3,
+        ge=1,
+        description="rounds over every (candidate count, target); each round changes the order "
+        "of the targets, so drift on the machine is shared out",
+    )
+    bench_history: int = Field(
+        default=20, ge=0, description="history item ids each request carries (the user tower's)"
+    )
+    bench_seed: int = Field(default=0, description="seed of the drawn requests and the model")
+    bench_deadline_ms: float = Field(
+        default=60_000.0,
+        gt=0,
+        description="the services' PRERANK_DEADLINE_MS: high, so no answer is a deadline fallback",
+    )
+    bench_request_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="client timeout of one request"
+    )
+    bench_torch_threads: int = Field(
+        default=1,
+        ge=1,
+        description="torch intra-op threads of the in-process timing (the service runs ONNX "
+        "Runtime with 1 thread per op)",
+    )
+    bench_scoring_candidates: int = Field(
+        default=5_000, ge=1, description="candidates of the in-process scoring-path timing"
+    )
+    bench_scoring_repeats: int = Field(
+        default=15, ge=1, description="timed repeats of each scoring path (the median is kept)"
+    )
+    bench_scoring_warmup: int = Field(
+        default=3, ge=0, description="untimed repeats of each scoring path"
+    )
+    bench_throughput_workers: int = Field(
+        default=2, ge=1, description="PRERANK_WORKERS of the throughput run"
+    )
+    bench_throughput_candidates: int = Field(
+        default=1_000, ge=1, description="candidates per request of the throughput run"
+    )
+    bench_throughput_rates: tuple[float, ...] = Field(
+        default=(100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1_000.0, 1_200.0, 1_500.0),
+        min_length=1,
+        description="open-loop arrival rates (requests/s), tried in increasing order until one "
+        "breaks",
+    )
+    bench_throughput_seconds: float = Field(
+        default=8.0, gt=0, description="duration of each open-loop rate"
+    )
+    bench_throughput_warmup_seconds: float = Field(
+        default=2.0, ge=0, description="open-loop warm-up at the lowest rate, not recorded"
+    )
+    bench_throughput_bodies: int = Field(
+        default=200, ge=1, description="distinct request bodies the open loop cycles through"
+    )
+    bench_throughput_connections: int = Field(
+        default=256, ge=1, description="most connections the open-loop generator keeps open"
+    )
+    bench_throughput_request_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="open-loop timeout per request (a timeout is an error)"
+    )
+    bench_throughput_keep_up: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="a rate holds only when answers complete at this share of it or more "
+        "(an overloaded server's queue can grow with p99 still under 4 x p50)",
+    )
+    bench_echo_throughput: bool = Field(
+        default=True,
+        description="also run the open loop against the echo floor (1 process): the load "
+        "generator's own reach on this machine",
+    )
+    bench_report_dir: Path = Field(
+        default=REPO_ROOT / "docs" / "benchmarks",
+        description="where latency.md and latency.png are written",
+    )
+    bench_log_dir: Path = Field(
+        default=REPO_ROOT / "artifacts" / "bench", description="logs of the started servers"
+    )
+    bench_progress: bool = Field(default=True, description="progress bars")

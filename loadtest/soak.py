@@ -158,7 +158,10 @@ def soak(settings: SoakSettings) -> SoakReport:
         publish_version(job, client, second, activate=False, progress=False)
         csv_prefix = scratch / "locust"
         with ServiceProcess(
-            job, job.keys, scratch / "service.log", max_candidates=settings.load_candidates
+            job,
+            job.keys,
+            scratch / "service.log",
+            max_candidates=max(settings.load_candidates, settings.load_candidates_max or 0),
         ) as service:
             log.info("service at %s; Locust for %.0f s", service.url, settings.soak_seconds)
             assert service.process is not None

@@ -48,3 +48,8 @@ class RedisKeys:
 
     def user(self, schema_fingerprint: str, user_id: int) -> str:
         return f"{self.prefix}user:{schema_fingerprint}:{user_id}"
+
+    def user_pattern(self, schema_fingerprint: str) -> str:
+        """SCAN pattern of every feature-store record under one schema; the user id is the
+        last `:`-separated part of each key."""
+        return f"{self.prefix}user:{schema_fingerprint}:*"

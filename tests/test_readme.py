@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from loadtest.settings import StackSettings
+from loadtest.memory import MemorySettings
+from loadtest.settings import BenchSettings, StackSettings
 from loadtest.soak import SoakSettings
 from offline_jobs.settings import JobSettings
 from prerank_contract.settings import ENV_PREFIX
@@ -14,7 +15,17 @@ def test_every_setting_is_in_the_configuration_table() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1]
     names = set().union(
-        *(c.model_fields for c in (JobSettings, ServiceSettings, SoakSettings, StackSettings))
+        *(
+            c.model_fields
+            for c in (
+                JobSettings,
+                ServiceSettings,
+                SoakSettings,
+                StackSettings,
+                BenchSettings,
+                MemorySettings,
+            )
+        )
     )
     missing = [n for n in sorted(names) if f"| `{ENV_PREFIX}{n.upper()}` |" not in table]
     assert missing == []
