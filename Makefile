@@ -47,6 +47,10 @@ load: setup
 bench: setup
 	$(PY) -m loadtest.bench $(ARGS)
 
+# py-spy on the service under load: docs/benchmarks/profile.md (top functions) + profile.svg.
+profile: setup
+	$(PY) -m loadtest.profile $(ARGS)
+
 # Memory per worker at a 1M-item catalogue: docs/benchmarks/memory.md.
 bench-memory: setup
 	$(PY) -m loadtest.memory $(ARGS)
