@@ -1047,7 +1047,8 @@ def render_markdown(report: BenchReport) -> str:
     )
     if report.echo_throughput is not None:
         lines += throughput_section(
-            report.echo_throughput, "Echo floor, 1 process (how far the generator reaches here)"
+            report.echo_throughput,
+            "Echo floor, 1 process (the same stack without the model, for reference)",
         )
     lines += [
         "## Notes",

@@ -18,6 +18,13 @@ from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
 from offline_jobs.data.synthetic import generate_synthetic
 from offline_jobs.data.taobao import load_taobao
+from offline_jobs.distributed import (
+    DistributedWorld,
+    broadcast_from_main,
+    leave_distributed,
+    start_distributed,
+    stop_distributed,
+)
 from offline_jobs.evaluate import evaluate
 from offline_jobs.publish import publish_bundle, publish_user_features
 from offline_jobs.settings import JobSettings
@@ -73,10 +80,18 @@ def redis_client(settings: JobSettings) -> redis.Redis | None:
 
 
 def build_all(
-    settings: JobSettings, data: InteractionData, *, retrain: bool, progress: bool
+    settings: JobSettings,
+    data: InteractionData,
+    *,
+    retrain: bool,
+    progress: bool,
+    world: DistributedWorld | None = None,
 ) -> dict[str, tuple[Path, Manifest]]:
     """Train and evaluate every model of `settings.models` on the same data and budget, then
-    write one bundle each (every manifest also records the others' metrics)."""
+    write one bundle each (every manifest also records the others' metrics).
+
+    Under torchrun (`world`), every rank trains its DDP replica; then only rank 0 evaluates and
+    writes bundles, and the other ranks return {} once training is done."""
     for name in settings.models:
         if name not in MODELS:
             raise ValueError(f"PRERANK_MODELS: unknown model {name!r}; known: {sorted(MODELS)}")
@@ -94,14 +109,24 @@ def build_all(
             name: find_reusable_bundle(settings.bundles_dir, fp)
             for name, fp in fingerprints.items()
         }
-        if all(found.values()):
+        reuse = all(found.values())
+        if world is not None:  # rank 0 decides, or the ranks could disagree and hang
+            reuse = bool(broadcast_from_main(reuse))
+            if reuse and not world.is_main:
+                return {}
+        if reuse:
             log.info("reusing bundles: %s", {n: str(f[0]) for n, f in found.items() if f})
             return {name: bundle for name, bundle in found.items() if bundle}
-    torch.set_num_threads(settings.torch_threads)
+    threads = settings.torch_threads
+    if world is not None:  # the ranks of one machine share its cores
+        threads = max(1, threads // world.local_world_size)
+    torch.set_num_threads(threads)
     trained, metrics = {}, {}
     for name in settings.models:
         model = new_model(name, data.schema, settings.model, settings.train.seed)
-        result = train_model(model, data, settings.train, progress=progress)
+        result = train_model(model, data, settings.train, progress=progress, world=world)
+        if world is not None and not world.is_main:
+            continue
         splits = evaluate(model, data, settings.train.eval_batch_size)
         metrics[name] = ModelMetrics(
             splits=splits, train_seconds=round(result.train_seconds, 2), epochs=result.epochs
@@ -111,6 +136,10 @@ def build_all(
             f"{name:>10}: test AUC {splits['test'].auc:.4f}  logloss {splits['test'].logloss:.4f}"
             f"  (validation AUC {splits['validation'].auc:.4f}; {result.train_seconds:.0f} s)"
         )
+    if world is not None:
+        stop_distributed()  # training is over: rank 0 goes on alone
+        if not world.is_main:
+            return {}
     return {
         name: build_bundle(
             model,
@@ -128,6 +157,27 @@ def build_all(
 def run_pipeline(
     settings: JobSettings, *, retrain: bool = False, publish: bool = True, progress: bool = True
 ) -> dict[str, tuple[Path, Manifest]]:
+    """The main job. Under `torchrun --nproc_per_node N` every rank loads the same (seeded) data
+    and trains its DDP replica; rank 0 alone evaluates, writes the bundles and publishes, the
+    others return {} after training."""
+    world = start_distributed()
+    try:
+        if world is not None and not world.is_main:
+            progress = False
+            logging.getLogger().setLevel(logging.WARNING)
+        return run_job(settings, retrain=retrain, publish=publish, progress=progress, world=world)
+    finally:
+        leave_distributed()  # a no-op unless the job failed or reused bundles
+
+
+def run_job(
+    settings: JobSettings,
+    *,
+    retrain: bool,
+    publish: bool,
+    progress: bool,
+    world: DistributedWorld | None,
+) -> dict[str, tuple[Path, Manifest]]:
     data = load_dataset(settings, progress=progress)
     log.info(
         "dataset %s: %d users, %d items, samples %s",
@@ -136,7 +186,9 @@ def run_pipeline(
         data.num_items,
         {k: int(v.size) for k, v in data.splits.items()},
     )
-    bundles = build_all(settings, data, retrain=retrain, progress=progress)
+    bundles = build_all(settings, data, retrain=retrain, progress=progress, world=world)
+    if not bundles:  # a rank other than 0 of a torchrun job: its part is done
+        return bundles
     served_path, _ = bundles[settings.serve_model]
     point_current(settings.bundles_dir, served_path)
     for _, manifest in bundles.values():
