@@ -62,7 +62,7 @@ def echo_answer(
     scores = echo_scores(known_ids)
     k = known_ids.size if request.top_k is None else min(request.top_k, known_ids.size)
     best = np.argpartition(-scores, k - 1)[:k] if 0 < k < known_ids.size else np.arange(k)
-    best = best[np.argsort(-scores[best], kind="stable")]
+    best = best[np.argsort(-scores[best])]  # as the service orders them
     best_ids = known_ids[best].tolist()
     if request.explain:
         items = [
