@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARTIFACTS ?= $(or $(PRERANK_ARTIFACTS_DIR),artifacts)
 
-.PHONY: setup run train serve test lint typecheck reproduce soak load bench bench-memory profile stack clean
+.PHONY: setup run train serve test lint typecheck reproduce soak load bench bench-memory bench-scale profile stack clean
 
 $(STAMP): requirements.txt requirements-service.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: setup
 # py-spy on the service under load: docs/benchmarks/profile.md (top functions) + profile.svg.
 profile: setup
 	$(PY) -m loadtest.profile $(ARGS)
+
+# 10k vs 1M items: precompute, publish, Redis memory, service start, p50: docs/benchmarks/scale.md.
+bench-scale: setup
+	$(PY) -m loadtest.scale $(ARGS)
 
 # Memory per worker at a 1M-item catalogue: docs/benchmarks/memory.md.
 bench-memory: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from loadtest.memory import MemorySettings
+from loadtest.scale import ScaleSettings
 from loadtest.settings import BenchSettings, StackSettings
 from loadtest.soak import SoakSettings
 from offline_jobs.settings import JobSettings
@@ -24,6 +25,7 @@ def test_every_setting_is_in_the_configuration_table() -> None:
                 StackSettings,
                 BenchSettings,
                 MemorySettings,
+                ScaleSettings,
             )
         )
     )
