@@ -8,7 +8,6 @@ reported unknown, as the service reports them."""
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +28,7 @@ from service.ranking import parse_request
 from service.routes import read_body
 from service.schemas import UserSource
 from service.settings import ServiceSettings
+from service.workers import uvicorn_config
 
 log = logging.getLogger("loadtest.echo")
 
@@ -138,15 +138,7 @@ def main() -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_echo_app(settings, load_catalogue(settings))
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(uvicorn_config(app, settings)).run()
     return 0
 
 

@@ -11,6 +11,7 @@ between workers through the bundle cache: each worker memory-maps the same cache
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import shutil
@@ -21,6 +22,7 @@ import threading
 from multiprocessing.context import ForkProcess
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from service.settings import ServiceSettings
 
@@ -42,17 +44,11 @@ def bind(settings: ServiceSettings) -> socket.socket:
     return sock
 
 
-def serve_one(settings: ServiceSettings, sockets: list[socket.socket] | None = None) -> None:
-    """One server process: build the app and serve (on `sockets`, else bind host:port)."""
-    import math
-
+def uvicorn_config(app: Any, settings: ServiceSettings) -> Any:
+    """The uvicorn.Config of a server process on `settings` (also the benchmark's echo server)."""
     import uvicorn
 
-    from service.app import create_app
-    from service.server import DrainingServer
-
-    app = create_app(settings)
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -60,7 +56,15 @@ def serve_one(settings: ServiceSettings, sockets: list[socket.socket] | None = N
         access_log=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
     )
-    DrainingServer(config, app.state.prerank).run(sockets=sockets)
+
+
+def serve_one(settings: ServiceSettings, sockets: list[socket.socket] | None = None) -> None:
+    """One server process: build the app and serve (on `sockets`, else bind host:port)."""
+    from service.app import create_app
+    from service.server import DrainingServer
+
+    app = create_app(settings)
+    DrainingServer(uvicorn_config(app, settings), app.state.prerank).run(sockets=sockets)
 
 
 class Supervisor:
