@@ -172,15 +172,57 @@ def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every process of the machine has used so far (all cores; not idle, not
+    waiting on I/O, not stolen by the hypervisor)."""
+    times = psutil.cpu_times()
+    return float(times.user + times.nice + times.system + times.irq + times.softirq)
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds used over one measured window, by whom."""
+
+    window_seconds: float  # wall time of the window
+    client: float  # this (client) process
+    server: float  # the target's processes
+    other: float  # every other process of the machine: interference
+
+    def percent(self, seconds: float) -> float:
+        """`seconds` of CPU as % of one core over the window."""
+        return PERCENT * seconds / self.window_seconds
+
+
+class CpuMeter:
+    """Started on creation over this process and `server`; `stop()` gives the use since."""
+
+    def __init__(self, server: Sequence[psutil.Process]) -> None:
+        self.client, self.server = [psutil.Process()], list(server)
+        self.started = self._read()
+
+    def _read(self) -> tuple[float, float, float, float]:
+        return (
+            time.perf_counter(),
+            cpu_seconds(self.client),
+            cpu_seconds(self.server),
+            machine_busy_seconds(),
+        )
+
+    def stop(self) -> CpuUse:
+        wall, client, server, machine = (
+            now - then for now, then in zip(self._read(), self.started, strict=True)
+        )
+        # clock ticks are 10 ms apart: a short window can read a little below zero
+        return CpuUse(wall, client, server, max(machine - client - server, 0.0))
+
+
 @dataclass(frozen=True)
 class Pass:
     """One closed-loop pass of timed requests against one target."""
 
     latencies_ms: np.ndarray  # [requests]
     wall_seconds: float  # the timed requests, end to end
-    cpu_window_seconds: float  # wall time over which the CPU figures were taken
-    client_cpu_seconds: float
-    server_cpu_seconds: float
+    cpu: CpuUse  # over the timed requests
     errors: int
     deadline_fallbacks: int  # answers degraded for "deadline": not the full model's
 
@@ -192,17 +234,12 @@ def measure_pass(
     this (client) process and the server's processes over the timed requests."""
     url = f"{service.url}/prerank"
     warm = closed_loop(url, bodies[:warmup], timeout=timeout)
-    client, server = [psutil.Process()], service.processes()
-    client_before, server_before = cpu_seconds(client), cpu_seconds(server)
-    started = time.perf_counter()
+    meter = CpuMeter(service.processes())
     timed = closed_loop(url, bodies[warmup:], timeout=timeout)
-    window = time.perf_counter() - started
     return Pass(
         latencies_ms=timed.latencies_ms,
         wall_seconds=timed.wall_seconds,
-        cpu_window_seconds=window,
-        client_cpu_seconds=cpu_seconds(client) - client_before,
-        server_cpu_seconds=cpu_seconds(server) - server_before,
+        cpu=meter.stop(),
         errors=warm.errors + timed.errors,
         deadline_fallbacks=warm.degraded_reasons.get("deadline", 0)
         + timed.degraded_reasons.get("deadline", 0),
@@ -225,12 +262,13 @@ class LatencyRow:
     requests_per_second: float
     client_cpu_percent: float  # of one core
     server_cpu_percent: float  # of one core, all server processes
+    other_cpu_percent: float  # of one core, every other process of the machine
 
 
 def summarise(target: str, requests: RequestSet, passes: Sequence[Pass]) -> LatencyRow:
     latencies = np.concatenate([p.latencies_ms for p in passes])
     p50, p95, p99 = (float(v) for v in np.percentile(latencies, PERCENTILES))
-    window = sum(p.cpu_window_seconds for p in passes)
+    window = sum(p.cpu.window_seconds for p in passes)
     return LatencyRow(
         target=target,
         candidates=requests.candidates,
@@ -242,8 +280,9 @@ def summarise(target: str, requests: RequestSet, passes: Sequence[Pass]) -> Late
         p95_ms=p95,
         p99_ms=p99,
         requests_per_second=latencies.size / sum(p.wall_seconds for p in passes),
-        client_cpu_percent=PERCENT * sum(p.client_cpu_seconds for p in passes) / window,
-        server_cpu_percent=PERCENT * sum(p.server_cpu_seconds for p in passes) / window,
+        client_cpu_percent=PERCENT * sum(p.cpu.client for p in passes) / window,
+        server_cpu_percent=PERCENT * sum(p.cpu.server for p in passes) / window,
+        other_cpu_percent=PERCENT * sum(p.cpu.other for p in passes) / window,
     )
 
 
@@ -603,6 +642,7 @@ class RateStep:
     send_lag_p99_ms: float
     generator_cpu_percent: float  # this process, of one core
     server_cpu_percent: float  # every server process, of one core
+    other_cpu_percent: float  # every other process of the machine, of one core
     held: bool
 
 
@@ -634,11 +674,9 @@ def step_up(
         run_at(rates[0], settings.bench_throughput_warmup_seconds)
     steps: list[RateStep] = []
     for rate in tqdm(rates, desc=f"open loop {label}", disable=not settings.bench_progress):
-        client, server = [psutil.Process()], service.processes()
-        client_before, server_before = cpu_seconds(client), cpu_seconds(server)
-        started = time.perf_counter()
+        meter = CpuMeter(service.processes())
         run = run_at(rate, settings.bench_throughput_seconds)
-        window = time.perf_counter() - started
+        cpu = meter.stop()
         p50, p99 = (float(v) for v in np.percentile(run.latencies_ms, HEADLINE_PERCENTILES))
         step = RateStep(
             rate=rate,
@@ -650,8 +688,9 @@ def step_up(
             p50_ms=p50,
             p99_ms=p99,
             send_lag_p99_ms=float(np.percentile(run.send_lag_ms, HEADLINE_PERCENTILES[-1])),
-            generator_cpu_percent=PERCENT * (cpu_seconds(client) - client_before) / window,
-            server_cpu_percent=PERCENT * (cpu_seconds(server) - server_before) / window,
+            generator_cpu_percent=cpu.percent(cpu.client),
+            server_cpu_percent=cpu.percent(cpu.server),
+            other_cpu_percent=cpu.percent(cpu.other),
             held=rate_holds(
                 p50, p99, run.errors, run.completed_rate, rate, settings.bench_throughput_keep_up
             ),
@@ -911,13 +950,14 @@ def verdicts_of(
 def latency_table(rows: Sequence[LatencyRow]) -> list[str]:
     lines = [
         "| target | N sent | N known | p50 ms | p95 ms | p99 ms | req/s | client CPU % | "
-        "server CPU % | timed requests | errors | deadline fallbacks |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "server CPU % | other CPU % | timed requests | errors | deadline fallbacks |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     lines += [
         f"| {r.target} | {r.candidates:,} | {r.known:,} | {r.p50_ms:.2f} | {r.p95_ms:.2f} | "
         f"{r.p99_ms:.2f} | {r.requests_per_second:.0f} | {r.client_cpu_percent:.0f} | "
-        f"{r.server_cpu_percent:.0f} | {r.requests} | {r.errors} | {r.deadline_fallbacks} |"
+        f"{r.server_cpu_percent:.0f} | {r.other_cpu_percent:.0f} | {r.requests} | {r.errors} | "
+        f"{r.deadline_fallbacks} |"
         for r in rows
     ]
     return lines
@@ -937,15 +977,15 @@ def throughput_section(throughput: Throughput, title: str) -> list[str]:
         "request; latency counted from each request's scheduled send time.",
         "",
         "| rate /s | sent | sent /s | answered /s | errors | p50 ms | p99 ms | p99 / p50 | "
-        "send lag p99 ms | generator CPU % | server CPU % | held |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|",
+        "send lag p99 ms | generator CPU % | server CPU % | other CPU % | held |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|",
     ]
     lines += [
         f"| {s.rate:g} | {s.sent} | {s.offered_rate:.0f} | {s.completed_rate:.0f} | "
         f"{s.errors}{error_kinds_note(s.error_kinds)} | "
         f"{s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.p99_ms / s.p50_ms:.1f} | "
         f"{s.send_lag_p99_ms:.2f} | {s.generator_cpu_percent:.0f} | "
-        f"{s.server_cpu_percent:.0f} | {'yes' if s.held else 'no'} |"
+        f"{s.server_cpu_percent:.0f} | {s.other_cpu_percent:.0f} | {'yes' if s.held else 'no'} |"
         for s in throughput.steps
     ]
     return [*lines, ""]
@@ -1000,7 +1040,9 @@ def render_markdown(report: BenchReport) -> str:
         f"{s.bench_history} history ids (the user tower runs on real input) and no `top_k` "
         "(every known candidate comes back scored). CPU is user + system time over the timed "
         "requests, as % of one core: the client is this benchmark's process (it also parses "
-        "each answer to count deadline fallbacks), the server all of the target's processes.",
+        "each answer to count deadline fallbacks), the server all of the target's processes, "
+        "other every other process of the machine over the same window (interference: near 0 "
+        "on a quiet machine).",
         "",
         *latency_table(report.rows),
         "",

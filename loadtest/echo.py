@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from prerank_contract.manifest import ITEM_IDS_FILE
 from prerank_contract.settings import load_settings
 from prerank_contract.traffic import CONTROL
-from service.ranking import parse_request
+from service.ranking import best_first, deduplicate, parse_request, scored_items
 from service.routes import read_body
 from service.schemas import UserSource
 from service.settings import ServiceSettings
@@ -49,10 +49,7 @@ def echo_answer(
     with `echo_scores` where the model runs). `catalogue`: sorted [M] int64 known ids, or None
     (every id known)."""
     request = parse_request(body, max_candidates, max_history)
-    candidates = np.asarray(request.candidates, dtype=np.int64)
-    unique_ids, first_seen, counts = np.unique(candidates, return_index=True, return_counts=True)
-    candidate_ids = candidates[np.sort(first_seen)]
-    duplicates = unique_ids[counts > 1]
+    candidate_ids, duplicates = deduplicate(np.asarray(request.candidates, dtype=np.int64))
     if catalogue is None or not catalogue.size:
         known = np.full(candidate_ids.size, catalogue is None)
     else:  # the service's vectorised binary search (Snapshot.lookup)
@@ -60,26 +57,15 @@ def echo_answer(
         known = catalogue[rows] == candidate_ids
     known_ids, unknown_ids = candidate_ids[known], candidate_ids[~known]
     scores = echo_scores(known_ids)
-    k = known_ids.size if request.top_k is None else min(request.top_k, known_ids.size)
-    best = np.argpartition(-scores, k - 1)[:k] if 0 < k < known_ids.size else np.arange(k)
-    best = best[np.argsort(-scores[best])]  # as the service orders them
-    best_ids = known_ids[best].tolist()
-    if request.explain:
-        items = [
-            {"item_id": i, "score": s, "meta_index": 0}
-            for i, s in zip(best_ids, scores[best].tolist(), strict=True)
-        ]
-    else:
-        items = [
-            {"item_id": i, "score": s} for i, s in zip(best_ids, scores[best].tolist(), strict=True)
-        ]
+    best = best_first(scores, request.top_k)
+    meta_index = np.zeros(best.size, dtype=np.int64) if request.explain else None
     given = request.user_features is not None or request.history is not None
     source: UserSource = "request" if given else "cold_start"
     return orjson.dumps(
         {
             "model_version": ECHO_VERSION,
             "arm": CONTROL,
-            "items": items,
+            "items": scored_items(known_ids[best], scores[best], meta_index),
             "unknown_items": unknown_ids.tolist(),
             "duplicate_items": duplicates.tolist(),
             "user_source": source,

@@ -127,6 +127,35 @@ def resolve_user(
     return record, source, degraded
 
 
+def deduplicate(candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """candidates [n] int64 -> (each id once, in first-seen order [m]; the repeated ids, sorted)."""
+    unique_ids, first_seen, counts = np.unique(candidates, return_index=True, return_counts=True)
+    return candidates[np.sort(first_seen)], unique_ids[counts > 1]
+
+
+def best_first(logits: np.ndarray, top_k: int | None) -> np.ndarray:
+    """logits [n] -> the row order of the best `top_k` (all when None), best first: a partial
+    sort, then an introsort of those k (4x a stable sort at n = 5,000)."""
+    k = logits.size if top_k is None else min(top_k, logits.size)
+    best = np.argpartition(-logits, k - 1)[:k] if 0 < k < logits.size else np.arange(k)
+    return best[np.argsort(-logits[best])]
+
+
+def scored_items(
+    item_ids: np.ndarray, scores: np.ndarray, meta_index: np.ndarray | None
+) -> list[dict[str, float | int]]:
+    """The `items` of an answer: [k] ids and [k] scores (and [k] meta indices with `explain`)."""
+    if meta_index is None:
+        return [
+            {"item_id": i, "score": s}
+            for i, s in zip(item_ids.tolist(), scores.tolist(), strict=True)
+        ]
+    return [
+        {"item_id": i, "score": s, "meta_index": m}
+        for i, s, m in zip(item_ids.tolist(), scores.tolist(), meta_index.tolist(), strict=True)
+    ]
+
+
 def rank(
     body: bytes,
     serving: Serving,
@@ -143,10 +172,7 @@ def rank(
     started = time.perf_counter()
     request = parse_request(body, max_candidates, max_history)
     candidates = np.asarray(request.candidates, dtype=np.int64)
-    unique_ids, first_seen, counts = np.unique(candidates, return_index=True, return_counts=True)
-    order = np.sort(first_seen)
-    candidate_ids = candidates[order]
-    duplicates = unique_ids[counts > 1]
+    candidate_ids, duplicates = deduplicate(candidates)
     snapshot, arm = serving.pick(request.user_id)
     timer.arm = arm
     timer.observe("parse", time.perf_counter() - started)
@@ -179,28 +205,16 @@ def rank(
     for reason in reasons:
         metrics.degraded.labels(reason=reason, arm=arm).inc()
     with timer.stage("topk"):
-        k = known_ids.size if request.top_k is None else min(request.top_k, known_ids.size)
-        best = np.argpartition(-logits, k - 1)[:k] if 0 < k < known_ids.size else np.arange(k)
-        best = best[np.argsort(-logits[best])]  # introsort: 4x a stable sort at N = 5,000
+        best = best_first(logits, request.top_k)
         scores = 1.0 / (1.0 + np.exp(-logits[best].astype(np.float64)))
     with timer.stage("serialize"):
-        best_ids = known_ids[best].tolist()
-        if request.explain:
-            items = [
-                {"item_id": i, "score": s, "meta_index": m}
-                for i, s, m in zip(
-                    best_ids, scores.tolist(), meta_index[best].tolist(), strict=True
-                )
-            ]
-        else:
-            items = [
-                {"item_id": i, "score": s} for i, s in zip(best_ids, scores.tolist(), strict=True)
-            ]
         payload = orjson.dumps(
             {
                 "model_version": snapshot.version,
                 "arm": arm,
-                "items": items,
+                "items": scored_items(
+                    known_ids[best], scores, meta_index[best] if request.explain else None
+                ),
                 "unknown_items": unknown_ids.tolist(),
                 "duplicate_items": duplicates.tolist(),
                 "user_source": source,

@@ -138,6 +138,7 @@ def test_closed_loop_figures_are_sane(
         assert 0 < row.p50_ms <= row.p95_ms <= row.p99_ms
         assert row.requests_per_second > 0
         assert row.client_cpu_percent >= 0 and row.server_cpu_percent >= 0
+        assert row.other_cpu_percent >= 0
         assert row.known == min(row.candidates, catalogue.size)
 
 
@@ -278,6 +279,7 @@ def row(target: str, candidates: int, p50_ms: float) -> LatencyRow:
         requests_per_second=1000 / p50_ms,
         client_cpu_percent=20.0,
         server_cpu_percent=90.0,
+        other_cpu_percent=1.0,
     )
 
 
@@ -294,6 +296,7 @@ def step(rate: float, p50_ms: float, p99_ms: float, errors: int = 0) -> RateStep
         send_lag_p99_ms=0.1,
         generator_cpu_percent=30.0,
         server_cpu_percent=150.0,
+        other_cpu_percent=2.0,
         held=rate_holds(p50_ms, p99_ms, errors, rate, rate, 0.95),
     )
 
