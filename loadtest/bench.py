@@ -18,6 +18,7 @@ import gc
 import logging
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -351,6 +352,8 @@ class ScoringPaths:
     candidates: int
     decoupled_ms: float  # median: K-way user tower once + gather of precomputed heads + scorer
     per_pair_ms: float  # median: the full model once per (user, item) pair
+    decoupled_kernel_ms: float  # median time of a call spent in the kernel (page faults)
+    per_pair_kernel_ms: float
     max_abs_logit_diff: float  # the two paths' logits agree (eval mode: hard meta queries)
     repeats: int
     torch_threads: int
@@ -361,13 +364,17 @@ class ScoringPaths:
         return self.per_pair_ms / self.decoupled_ms
 
 
-def timings_ms(run: Callable[[], object], repeats: int) -> list[float]:
-    """Wall time of each of `repeats` calls of `run`."""
+def timings_ms(run: Callable[[], object], repeats: int) -> list[tuple[float, float]]:
+    """(wall time, time in the kernel) of each of `repeats` calls of `run`: the kernel's share
+    is mostly page faults of fresh intermediates, which swings with the allocator's state."""
     timings = []
     for _ in range(repeats):
+        kernel_before = resource.getrusage(resource.RUSAGE_THREAD).ru_stime
         started = time.perf_counter()
         run()
-        timings.append((time.perf_counter() - started) * SECONDS_TO_MS)
+        wall = time.perf_counter() - started
+        kernel = resource.getrusage(resource.RUSAGE_THREAD).ru_stime - kernel_before
+        timings.append((wall * SECONDS_TO_MS, kernel * SECONDS_TO_MS))
     return timings
 
 
@@ -415,15 +422,17 @@ def time_scoring_paths(
         difference = float((decoupled() - per_pair()).abs().max())
         timings_ms(decoupled, settings.bench_scoring_warmup)
         timings_ms(per_pair, settings.bench_scoring_warmup)
-        decoupled_ms: list[float] = []
-        per_pair_ms: list[float] = []
+        decoupled_ms: list[tuple[float, float]] = []
+        per_pair_ms: list[tuple[float, float]] = []
         for _ in range(settings.bench_scoring_repeats):  # interleaved: drift hits both paths
             decoupled_ms += timings_ms(decoupled, 1)
             per_pair_ms += timings_ms(per_pair, 1)
     return ScoringPaths(
         candidates=count,
-        decoupled_ms=statistics.median(decoupled_ms),
-        per_pair_ms=statistics.median(per_pair_ms),
+        decoupled_ms=statistics.median(wall for wall, _ in decoupled_ms),
+        per_pair_ms=statistics.median(wall for wall, _ in per_pair_ms),
+        decoupled_kernel_ms=statistics.median(kernel for _, kernel in decoupled_ms),
+        per_pair_kernel_ms=statistics.median(kernel for _, kernel in per_pair_ms),
         max_abs_logit_diff=difference,
         repeats=settings.bench_scoring_repeats,
         torch_threads=settings.bench_torch_threads,
@@ -654,9 +663,16 @@ def rate_holds(
 
 
 def step_up(
-    service: ServiceProcess, bodies: Sequence[bytes], settings: BenchSettings, label: str
+    service: ServiceProcess,
+    bodies: Sequence[bytes],
+    settings: BenchSettings,
+    label: str,
+    *,
+    stop_at_break: bool = True,
 ) -> list[RateStep]:
-    """Open loop at each rate of `bench_throughput_rates` (increasing) until one breaks."""
+    """Open loop at each rate of `bench_throughput_rates` (increasing) until one breaks; with
+    `stop_at_break=False`, on past a tail that broke until errors come or answers fall behind
+    (the whole curve, for a reference server)."""
     url = f"{service.url}/prerank"
     rates = sorted(settings.bench_throughput_rates)
 
@@ -697,7 +713,10 @@ def step_up(
         )
         steps.append(step)
         log.info("open loop %s: %s", label, step)
-        if not step.held:
+        overloaded = step.errors > 0 or step.completed_rate < (
+            settings.bench_throughput_keep_up * rate
+        )
+        if overloaded or (stop_at_break and not step.held):
             break
     return steps
 
@@ -715,9 +734,13 @@ class Throughput:
 
     @property
     def best(self) -> RateStep | None:
-        """The highest rate held (rates are tried in increasing order up to the first break)."""
-        held = [step for step in self.steps if step.held]
-        return held[-1] if held else None
+        """The highest rate held before the first that did not (rates increase)."""
+        best = None
+        for step in self.steps:
+            if not step.held:
+                break
+            best = step
+        return best
 
 
 def service_env(settings: BenchSettings) -> dict[str, str]:
@@ -1066,11 +1089,18 @@ def render_markdown(report: BenchReport) -> str:
             "K times the per-pair model, and would flatter the ratio K-fold). "
             f"Largest |logit difference| of the two paths: {scoring.max_abs_logit_diff:.2e}.",
             "",
-            "| path | ms |",
-            "|---|--:|",
-            f"| decoupled | {scoring.decoupled_ms:.3f} |",
-            f"| full model per pair | {scoring.per_pair_ms:.3f} |",
-            f"| speed-up | {scoring.speedup:.1f} x |",
+            "| path | ms | of which in the kernel |",
+            "|---|--:|--:|",
+            f"| decoupled | {scoring.decoupled_ms:.3f} | {scoring.decoupled_kernel_ms:.1f} |",
+            f"| full model per pair | {scoring.per_pair_ms:.3f} | "
+            f"{scoring.per_pair_kernel_ms:.1f} |",
+            f"| speed-up | {scoring.speedup:.1f} x | |",
+            "",
+            "The kernel's time is page faults of fresh intermediates (the per-pair DIN over "
+            "N x L behaviours allocates ~100 MB per call); whether the allocator hands back "
+            "pages it already has or maps new ones differs between runs, so the per-pair wall "
+            "time can differ between runs while the decoupled path's does not; the last column "
+            "is what this run paid.",
         ]
     lines += ["", "## Open loop: requests at a fixed rate, increasing until one breaks", ""]
     lines += [
@@ -1090,7 +1120,8 @@ def render_markdown(report: BenchReport) -> str:
     if report.echo_throughput is not None:
         lines += throughput_section(
             report.echo_throughput,
-            "Echo floor, 1 process (the same stack without the model, for reference)",
+            "Echo floor, 1 process (the same stack without the model, for reference; past a "
+            "broken tail the rates go on until errors come or answers fall behind)",
         )
     lines += [
         "## Notes",
@@ -1209,7 +1240,7 @@ def run_bench(settings: BenchSettings, command: str) -> BenchReport:
                 1,
                 len(echo.processes()),
                 settings.bench_throughput_candidates,
-                step_up(echo, bodies, settings, ECHO),
+                step_up(echo, bodies, settings, ECHO, stop_at_break=False),
             )
     log.info("in-process scoring paths")
     scoring = time_scoring_paths(bundles[FIT], manifests[FIT], settings)

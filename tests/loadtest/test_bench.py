@@ -302,7 +302,7 @@ def step(rate: float, p50_ms: float, p99_ms: float, errors: int = 0) -> RateStep
 
 
 def scoring(decoupled_ms: float, per_pair_ms: float) -> ScoringPaths:
-    return ScoringPaths(5_000, decoupled_ms, per_pair_ms, 1e-6, 3, 1, "seeded")
+    return ScoringPaths(5_000, decoupled_ms, per_pair_ms, 0.0, 0.0, 1e-6, 3, 1, "seeded")
 
 
 def test_verdicts_on_given_numbers() -> None:
@@ -327,6 +327,9 @@ def test_verdicts_on_given_numbers() -> None:
     assert throughput_verdict(broke).value == 200 and throughput_verdict(broke).status == "MISS"
     failing = Throughput(FIT, 2, 3, 1_000, [step(400, 2.0, 3.0, errors=1)])
     assert throughput_verdict(failing).value == 0
+    curve = [step(100, 1.0, 2.0), step(200, 1.0, 5.0), step(300, 1.0, 2.0)]  # 200 broke
+    past_a_break = Throughput(ECHO, 1, 1, 1_000, curve)
+    assert past_a_break.best is not None and past_a_break.best.rate == 100
     missing = Throughput(FIT, 2, 0, 1_000, not_measured="no PRERANK_WORKERS")
     assert throughput_verdict(missing).status == "MISS (not measured: no PRERANK_WORKERS)"
 
