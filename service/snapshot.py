@@ -152,18 +152,22 @@ class Snapshot:
         mmap: bool = False,
         source: str | None = None,
     ) -> Snapshot:
-        """A bundle directory, every file's sha256 checked on the bytes read. With `mmap`, the
-        item table is then memory-mapped read-only from the (immutable) files instead of copied,
-        so processes serving the same directory share its pages. `source` names where the
-        bundle came from (default: the directory)."""
+        """A bundle directory, every file's sha256 checked on disk, and again on the bytes
+        read. With `mmap`, the item table is instead memory-mapped read-only from the (immutable,
+        just checked) files, never read into memory, so processes serving the same directory
+        share its pages. `source` names where the bundle came from (default: the directory)."""
         manifest = verify_bundle_dir(bundle_dir)
-        files = {name: (bundle_dir / name).read_bytes() for name in manifest.files}
-        verify_files(manifest, files, str(bundle_dir))  # the bytes we load, not just the disk
+        mapped = set(ARRAY_FILES) if mmap else set()
+        files = {
+            name: (bundle_dir / name).read_bytes() for name in manifest.files if name not in mapped
+        }
+        read = {name: entry for name, entry in manifest.files.items() if name in files}
+        verify_files(  # the bytes we load, not just the disk
+            manifest.model_copy(update={"files": read}), files, str(bundle_dir)
+        )
         source = source or str(bundle_dir.resolve())
         arrays = None
         if mmap:
-            for name in ARRAY_FILES:
-                files.pop(name, None)  # verified; the mapping replaces these bytes
             try:
                 arrays = {
                     name: np.load(bundle_dir / name, mmap_mode="r", allow_pickle=False)
