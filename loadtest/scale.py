@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import redis
 import torch
 from pydantic import Field
 
@@ -37,6 +36,7 @@ from prerank_contract.bundle import verify_bundle_dir
 from prerank_contract.http import DEADLINE_HEADER
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ITEM_FEATURES_FILE, ITEM_IDS_FILE
+from prerank_contract.redis_client import RedisClient
 from prerank_contract.settings import load_settings
 from prerank_model.config import ModelConfig
 
@@ -99,7 +99,7 @@ def time_precompute(bundle: Path, settings: ScaleSettings) -> float:
     return time.perf_counter() - started
 
 
-def time_publish(bundle: Path, settings: ScaleSettings, client: redis.Redis) -> tuple[float, float]:
+def time_publish(bundle: Path, settings: ScaleSettings, client: RedisClient) -> tuple[float, float]:
     """(seconds, MiB of Redis memory) to publish `bundle` under a scratch prefix, then removed."""
     keys = RedisKeys(f"scale-{uuid.uuid4().hex[:8]}:")
     before = int(client.info("memory")["used_memory"])

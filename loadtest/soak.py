@@ -24,7 +24,6 @@ from pathlib import Path
 import httpx
 import orjson
 import psutil
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import Field
 
@@ -33,6 +32,7 @@ from offline_jobs.bundle import relabel_bundle, write_text_atomically
 from offline_jobs.latency import ServiceProcess
 from offline_jobs.pipeline import publish_version
 from offline_jobs.settings import JobSettings
+from prerank_contract.redis_client import RedisClient
 from prerank_contract.settings import ENV_PREFIX, load_settings
 
 log = logging.getLogger("loadtest.soak")
@@ -175,7 +175,7 @@ def soak(settings: SoakSettings) -> SoakReport:
 def drive(
     settings: SoakSettings,
     job: JobSettings,
-    client: redis.Redis,
+    client: RedisClient,
     service: ServiceProcess,
     processes: list[psutil.Process],
     csv_prefix: Path,

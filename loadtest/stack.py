@@ -24,10 +24,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import redis
 import yaml
 
 from loadtest.settings import REPO_ROOT, StackSettings
+from prerank_contract.redis_client import REDIS_ERRORS
 from prerank_contract.redis_store import active_version
 from prerank_contract.settings import ENV_PREFIX, load_settings
 
@@ -123,7 +123,7 @@ def answers_200(url: str) -> Callable[[], bool]:
 def redis_answers(settings: StackSettings) -> bool:
     try:
         settings.connect_redis().close()
-    except redis.RedisError:
+    except REDIS_ERRORS:
         return False
     return True
 
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                     "%s exited (%s); see %s", child.name, child.process.returncode, child.log_path
                 )
             return 1
-    except (RuntimeError, TimeoutError, redis.RedisError) as exc:
+    except (RuntimeError, TimeoutError, *REDIS_ERRORS) as exc:
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:

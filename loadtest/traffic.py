@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-import redis
 
 from loadtest.settings import LoadSettings
 from prerank_contract.bundle import BundleError
+from prerank_contract.redis_client import REDIS_ERRORS
 
 log = logging.getLogger("loadtest.traffic")
 
@@ -27,7 +27,7 @@ SCAN_BATCH = 1000  # keys per SCAN round trip
 
 def published_user_ids(settings: LoadSettings) -> np.ndarray:
     """Sorted int64 ids of the users with feature-store records under the bundle's feature schema
-    (at most `load_published_users_limit`). Raises redis.RedisError when Redis cannot be read,
+    (at most `load_published_users_limit`). Raises one of REDIS_ERRORS when Redis cannot be read,
     BundleError when the bundle has no manifest."""
     pattern = settings.keys.user_pattern(settings.feature_schema_fingerprint())
     client = settings.redis_client()
@@ -52,7 +52,7 @@ def user_pool(settings: LoadSettings) -> np.ndarray:
         return fallback
     try:
         published = published_user_ids(settings)
-    except (redis.RedisError, BundleError) as exc:
+    except (BundleError, *REDIS_ERRORS) as exc:
         log.warning(
             "no published users (%s); user ids drawn from [0, %d) instead", exc, fallback.size
         )

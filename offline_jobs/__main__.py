@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import orjson
-import redis
 
 from model_export.onnx_export import ParityError
 from offline_jobs.lifecycle import (
@@ -26,6 +25,7 @@ from offline_jobs.publish import PublishError
 from offline_jobs.reproduce import DATASETS, ReproduceConfig, reproduce
 from offline_jobs.settings import JobSettings
 from prerank_contract.bundle import BundleError
+from prerank_contract.redis_client import REDIS_ERRORS
 from prerank_contract.settings import load_settings
 from prerank_contract.traffic import TrafficSplit
 from prerank_model.models import MODELS
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         ParityError,
         PublishError,
         LifecycleError,
-        redis.RedisError,
+        *REDIS_ERRORS,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

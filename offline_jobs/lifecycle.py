@@ -11,15 +11,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from offline_jobs.publish import CHUNKS_PER_PIPELINE
 from prerank_contract.bundle import BundleError
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import Manifest
 from prerank_contract.redis_store import (
     active_version,
+    check_version,
     published_versions,
     read_manifest_of,
     read_split,
-    read_version,
 )
 from prerank_contract.traffic import TrafficSplit
 
@@ -69,7 +70,7 @@ def activate(client: Any, keys: RedisKeys, version: str) -> str | None:
     if version not in published_versions(client, keys):
         raise LifecycleError(f"{version!r} is not a published version (see `versions`)")
     try:
-        read_version(client, keys, version)
+        check_version(client, keys, version, CHUNKS_PER_PIPELINE)
     except BundleError as exc:
         raise LifecycleError(f"{version} cannot be activated: {exc}") from exc
     previous = active_version(client, keys)
@@ -101,7 +102,7 @@ def set_split(client: Any, keys: RedisKeys, split: TrafficSplit) -> None:
     if split.version == active_version(client, keys):
         raise LifecycleError(f"{split.version} is the active version; split to another one")
     try:
-        read_version(client, keys, split.version)
+        check_version(client, keys, split.version, CHUNKS_PER_PIPELINE)
     except BundleError as exc:
         raise LifecycleError(f"{split.version} cannot take traffic: {exc}") from exc
     client.set(keys.split, split.model_dump_json())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import redis
 import torch
 
 from offline_jobs.build import build_bundle, config_fingerprint
@@ -31,6 +30,7 @@ from offline_jobs.settings import JobSettings
 from offline_jobs.train import new_model, train_model
 from prerank_contract.bundle import BundleError, point_current, read_manifest, verify_bundle_dir
 from prerank_contract.manifest import Manifest, ModelMetrics
+from prerank_contract.redis_client import REDIS_ERRORS, RedisClient
 from prerank_model.models import MODELS
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,11 @@ def find_reusable_bundle(bundles_dir: Path, fingerprint: str) -> tuple[Path, Man
     return path, read_manifest(path)
 
 
-def redis_client(settings: JobSettings) -> redis.Redis | None:
+def redis_client(settings: JobSettings) -> RedisClient | None:
     """A connected client, or None (with one line saying so) when Redis does not answer."""
     try:
         return settings.connect_redis()
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         print(
             f"Redis at {settings.redis_url} not reachable ({exc.__class__.__name__}): "
             f"not publishing; the service serves from {settings.bundles_dir / 'current'}"
@@ -207,7 +207,7 @@ def run_job(
 
 def publish_version(
     settings: JobSettings,
-    client: redis.Redis,
+    client: RedisClient,
     bundle_dir: Path,
     *,
     activate: bool = True,
@@ -229,7 +229,7 @@ def publish_version(
     print(f"published {result.version} to {settings.redis_url} ({result.action})")
 
 
-def require_redis(settings: JobSettings, purpose: str) -> redis.Redis:
+def require_redis(settings: JobSettings, purpose: str) -> RedisClient:
     """A connected client; a CLI error naming `purpose` when Redis does not answer."""
     client = redis_client(settings)
     if client is None:

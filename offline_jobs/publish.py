@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-import redis
 from tqdm import tqdm
 
 from offline_jobs.data.dataset import InteractionData
@@ -30,17 +29,20 @@ from prerank_contract.bundle import BundleError, verify_bundle_dir
 from prerank_contract.gate import GateConfig, gate_problems
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import GateRecord, Manifest
+from prerank_contract.redis_client import REDIS_ERRORS
 from prerank_contract.redis_store import (
     active_version,
+    check_version,
     published_versions,
     read_manifest_of,
     read_split,
-    read_version,
 )
 
 log = logging.getLogger(__name__)
 
 SCAN_BATCH = 1000  # keys per SCAN round trip when deleting a version
+# Chunks per pipeline round trip, written and read back: 64 MiB of 4 MiB chunks at most in memory.
+CHUNKS_PER_PIPELINE = 16
 # The steps `publish_bundle` reports to `on_step`, in order (plus `file:<name>` per file).
 PUBLISH_STEPS = (
     "gated",
@@ -62,7 +64,7 @@ class GateRefusedError(PublishError):
     """The gate refused the version: nothing was written; the message lists every reason."""
 
 
-def _redis_reason(exc: redis.RedisError) -> str:
+def _redis_reason(exc: Exception) -> str:
     """The server's reason, without the (binary) command a failed pipeline echoes."""
     message = str(exc)
     return message.split("caused error:", 1)[-1].strip()
@@ -95,7 +97,7 @@ def publish_user_features(
             pipe.set(keys.user(schema, user_id), orjson.dumps(data.user_record(user_id)))
         try:
             pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise PublishError(f"writing user features failed: {_redis_reason(exc)}") from exc
     return len(user_ids)
 
@@ -108,6 +110,7 @@ def publish_bundle(
     chunk_bytes: int,
     keep_versions: int,
     gate: GateConfig,
+    chunks_per_pipeline: int = CHUNKS_PER_PIPELINE,
     activate: bool = True,
     override_reason: str | None = None,
     progress: bool = True,
@@ -132,7 +135,7 @@ def publish_bundle(
     active = active_version(client, keys)
     if active == version:
         try:
-            read_version(client, keys, version)
+            check_version(client, keys, version, chunks_per_pipeline)
             return PublishResult(version, "already_active", 0, time.perf_counter() - started, ())
         except BundleError as exc:
             log.warning(
@@ -143,8 +146,10 @@ def publish_bundle(
     try:
         orphans = _collect_orphans(client, keys, version, orphan_min_idle_seconds)
         on_step("orphans_collected")
-        written = _write_version(client, keys, bundle_dir, gated, chunk_bytes, progress, on_step)
-        read_version(client, keys, version)
+        written = _write_version(
+            client, keys, bundle_dir, gated, chunk_bytes, chunks_per_pipeline, progress, on_step
+        )
+        check_version(client, keys, version, chunks_per_pipeline)
         on_step("read_back")
         client.lrem(keys.versions, 0, version)
         client.lpush(keys.versions, version)
@@ -154,7 +159,7 @@ def publish_bundle(
         on_step("activated")
         removed = orphans + _drop_old_versions(client, keys, keep_versions)
         on_step("retention")
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         _discard_failed(client, keys, version)
         raise PublishError(f"publishing {version} failed: {_redis_reason(exc)}") from exc
     except Exception:  # any failure before activation: remove what this publish wrote
@@ -209,35 +214,63 @@ def _write_version(
     bundle_dir: Path,
     manifest: Manifest,
     chunk_bytes: int,
+    chunks_per_pipeline: int,
     progress: bool,
     on_step: Callable[[str], None],
 ) -> int:
-    """Every file as chunks, then the chunk counts, then the manifest. Returns bytes written."""
+    """Every file as chunks, then the chunk counts, then the manifest. Returns bytes written.
+
+    A file is read `chunk_bytes` at a time and written `chunks_per_pipeline` chunks per round
+    trip, so memory stays bounded whatever the size of the item table."""
     version = manifest.version
-    written = 0
+    total = sum(entry.bytes for entry in manifest.files.values())
     counts: dict[str, int] = {}
-    for name in tqdm(
-        sorted(manifest.files), desc=f"publish {version}", disable=not progress, unit="file"
-    ):
-        data = (bundle_dir / name).read_bytes()
-        chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
-        pipe = client.pipeline(transaction=False)
-        for index, chunk in enumerate(chunks):
-            pipe.set(keys.file_chunk(version, name, index), chunk)
-        try:
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise PublishError(
-                f"publishing {version}: writing {name} failed: {_redis_reason(exc)}"
-            ) from exc
-        counts[name] = len(chunks)
-        written += len(data)
-        on_step(f"file:{name}")
+    with tqdm(
+        total=total, desc=f"publish {version}", disable=not progress, unit="B", unit_scale=True
+    ) as bar:
+        for name in sorted(manifest.files):
+            counts[name] = _write_file(
+                client, keys, version, bundle_dir / name, chunk_bytes, chunks_per_pipeline, bar
+            )
+            on_step(f"file:{name}")
     client.hset(keys.files(version), mapping=counts)
     on_step("counts_written")
     client.set(keys.manifest(version), manifest.model_dump_json())
     on_step("manifest_written")
-    return written
+    return total
+
+
+def _write_file(
+    client: Any,
+    keys: RedisKeys,
+    version: str,
+    path: Path,
+    chunk_bytes: int,
+    chunks_per_pipeline: int,
+    bar: tqdm,
+) -> int:
+    """One bundle file as chunks `{version}:file:{name}:{i}`; returns the number of chunks (an
+    empty file is one empty chunk)."""
+    index = 0
+    with path.open("rb") as handle:
+        chunk = handle.read(chunk_bytes)
+        while True:
+            pipe = client.pipeline(transaction=False)
+            for _ in range(chunks_per_pipeline):
+                pipe.set(keys.file_chunk(version, path.name, index), chunk)
+                index += 1
+                bar.update(len(chunk))
+                chunk = handle.read(chunk_bytes)
+                if not chunk:
+                    break
+            try:
+                pipe.execute()
+            except REDIS_ERRORS as exc:
+                raise PublishError(
+                    f"publishing {version}: writing {path.name} failed: {_redis_reason(exc)}"
+                ) from exc
+            if not chunk:
+                return index
 
 
 def _discard_failed(client: Any, keys: RedisKeys, version: str) -> None:
@@ -246,7 +279,7 @@ def _discard_failed(client: Any, keys: RedisKeys, version: str) -> None:
         if active_version(client, keys) != version:
             client.lrem(keys.versions, 0, version)
             _delete_version_keys(client, keys, version)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         log.warning("could not remove the keys of failed version %s: %s", version, exc)
 
 

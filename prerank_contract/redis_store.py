@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -9,6 +11,7 @@ from pydantic import ValidationError
 from prerank_contract.bundle import BundleError, parse_manifest, verify_files
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import Manifest
+from prerank_contract.redis_client import get_many
 from prerank_contract.traffic import TrafficSplit
 
 
@@ -58,22 +61,55 @@ def read_manifest_of(client: Any, keys: RedisKeys, version: str) -> Manifest | N
     return None if raw is None else parse_manifest(raw, f"redis:{keys.manifest(version)}")
 
 
-def read_version(client: Any, keys: RedisKeys, version: str) -> tuple[Manifest, dict[str, bytes]]:
-    """Fetch a version's manifest and files and verify every sha256; raise BundleError if not."""
+def _version_files(client: Any, keys: RedisKeys, version: str) -> tuple[Manifest, dict[str, int]]:
+    """A version's manifest and the chunk count of each of its files; BundleError if missing."""
     origin = f"redis:{keys.manifest(version)}"
     raw = client.get(keys.manifest(version))
     if raw is None:
         raise BundleError(f"{origin}: no manifest for version {version!r}")
     manifest = parse_manifest(raw, origin)
-    chunk_counts = {_decode(k): int(v) for k, v in client.hgetall(keys.files(version)).items()}
-    files: dict[str, bytes] = {}
+    counts = {_decode(k) or "": int(v) for k, v in client.hgetall(keys.files(version)).items()}
     for name in manifest.files:
-        count = chunk_counts.get(name)
-        if count is None:
+        if name not in counts:
             raise BundleError(f"{origin}/{name}: no chunk count")
-        chunks = client.mget([keys.file_chunk(version, name, i) for i in range(count)])
-        if any(chunk is None for chunk in chunks):
-            raise BundleError(f"{origin}/{name}: missing chunks")
-        files[name] = b"".join(chunks)
-    verify_files(manifest, files, origin)
+    return manifest, counts
+
+
+def file_chunks(
+    client: Any, keys: RedisKeys, version: str, name: str, count: int, chunks_per_read: int
+) -> Iterator[bytes]:
+    """The `count` chunks of one published file in order, `chunks_per_read` per round trip;
+    BundleError when one is missing."""
+    for start in range(0, count, chunks_per_read):
+        stop = min(start + chunks_per_read, count)
+        values = get_many(client, [keys.file_chunk(version, name, i) for i in range(start, stop)])
+        for chunk in values:
+            if chunk is None:
+                raise BundleError(f"redis:{keys.manifest(version)}/{name}: missing chunks")
+            yield chunk
+
+
+def read_version(client: Any, keys: RedisKeys, version: str) -> tuple[Manifest, dict[str, bytes]]:
+    """Fetch a version's manifest and files and verify every sha256; raise BundleError if not."""
+    manifest, counts = _version_files(client, keys, version)
+    files = {
+        name: b"".join(file_chunks(client, keys, version, name, counts[name], counts[name] or 1))
+        for name in manifest.files
+    }
+    verify_files(manifest, files, f"redis:{keys.manifest(version)}")
     return manifest, files
+
+
+def check_version(client: Any, keys: RedisKeys, version: str, chunks_per_read: int) -> Manifest:
+    """Verify every file of a published version (sha256 and size) without holding a whole file:
+    chunks are hashed as they arrive, `chunks_per_read` per round trip. Raises BundleError."""
+    manifest, counts = _version_files(client, keys, version)
+    origin = f"redis:{keys.manifest(version)}"
+    for name, entry in manifest.files.items():
+        digest, size = hashlib.sha256(), 0
+        for chunk in file_chunks(client, keys, version, name, counts[name], chunks_per_read):
+            digest.update(chunk)
+            size += len(chunk)
+        if size != entry.bytes or digest.hexdigest() != entry.sha256:
+            raise BundleError(f"{origin}/{name}: sha256 mismatch (corrupted or truncated)")
+    return manifest

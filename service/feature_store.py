@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis
 from prometheus_client import Gauge
 
 from prerank_contract.keys import RedisKeys
+from prerank_contract.redis_client import REDIS_ERRORS, RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Outage:
 class FeatureStore:
     def __init__(
         self,
-        client: redis.Redis | None,
+        client: RedisClient | None,
         keys: RedisKeys,
         backoff_seconds: float = 0.1,
         backoff_max_seconds: float = 5.0,
@@ -67,7 +67,7 @@ class FeatureStore:
         self._claim_probe()
         try:
             raw = self.client.get(self.keys.user(schema_fingerprint, user_id))
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)
             raise FeatureStoreUnavailableError(str(exc)) from exc
         if self.outage is not None:
@@ -92,7 +92,7 @@ class FeatureStore:
     def _delay(self, failures: int) -> float:
         return min(self.backoff_seconds * 2 ** (failures - 1), self.backoff_max_seconds)
 
-    def _failed(self, exc: redis.RedisError) -> None:
+    def _failed(self, exc: Exception) -> None:
         with self._lock:
             previous = self.outage
             failures = 1 if previous is None else previous.failures + 1

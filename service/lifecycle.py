@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-import redis
 
 from prerank_contract.bundle import BundleError
 from prerank_contract.gate import gate_overridden, gate_problems
+from prerank_contract.redis_client import REDIS_ERRORS
 from prerank_contract.redis_store import active_version, read_pointers, read_version
 from prerank_contract.traffic import CONTROL, TREATMENT, Arm, TrafficSplit
 from service.bundle_cache import BundleCache
@@ -157,7 +157,7 @@ class ModelFollower:
             except ValueError as exc:
                 log.warning("ignoring the A/B split: %s", exc)
                 pointers = active_version(self.client, self.settings.keys), None
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             if self.redis_error is None:
                 log.warning("cannot read the active pointer (%s); serving what is loaded", exc)
             self.state.pointer_error = f"Redis at {self.settings.redis_url} not readable: {exc}"
@@ -232,7 +232,7 @@ class ModelFollower:
 
         try:
             snapshot = prepare(load, self.settings)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             metrics.model_loads.labels(result="error").inc()
             log.warning("loading %s failed on Redis (%s); retrying at the next poll", version, exc)
             return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -64,6 +66,8 @@ TINY_TRAIN = TrainConfig(seed=5, epochs=2, batch_size=128, learning_rate=5e-3)
 # for the services it starts, so only a test that means to trip the gate does.
 TEST_MIN_AUC = 0.5
 TEST_GATE = GateConfig(min_auc=TEST_MIN_AUC)
+CLUSTER_PRIMARIES = 3
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,118 @@ class PrivateRedis:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+CLUSTER_BUS_OFFSET = 10000  # a cluster node also listens on its port + 10000 (the cluster bus)
+
+
+def cluster_port() -> int:
+    """A free loopback port whose cluster-bus port is free too."""
+    while True:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > MAX_PORT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+
+
+class PrivateCluster:
+    """A Redis Cluster of the test's own: `primaries` redis-servers with cluster mode on, on free
+    loopback ports, joined by `redis-cli --cluster create` (no replicas)."""
+
+    def __init__(self, folder: Path, primaries: int = CLUSTER_PRIMARIES) -> None:
+        self.folder = folder
+        self.ports = [cluster_port() for _ in range(primaries)]
+        self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, ready_timeout: float = 30.0) -> None:
+        for port in self.ports:
+            node_dir = self.folder / str(port)
+            node_dir.mkdir(parents=True, exist_ok=True)
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+                        *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                        *("--save", "", "--appendonly", "no", "--dir", str(node_dir)),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        deadline = time.monotonic() + ready_timeout
+        self._wait(
+            lambda: all(self._info(port) is not None for port in self.ports), deadline, "answer"
+        )
+        subprocess.run(
+            [
+                *("redis-cli", "--cluster", "create"),
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                *("--cluster-replicas", "0", "--cluster-yes"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=ready_timeout,
+        )
+        # `create` returns before every node has seen the others: wait for each to say "ok"
+        self._wait(
+            lambda: all(
+                (self._info(port) or {}).get("cluster_state") == "ok" for port in self.ports
+            ),
+            deadline,
+            "cluster_state:ok on every node",
+        )
+
+    @staticmethod
+    def _info(port: int) -> dict[str, str] | None:
+        """CLUSTER INFO of one node, on a new connection (a connection opened before the node
+        joined the cluster kept reporting its old state); None while it does not answer."""
+        with redis.Redis(host="127.0.0.1", port=port, decode_responses=True) as node:
+            try:
+                info: dict[str, str] = node.cluster("info")
+            except redis.ConnectionError:
+                return None
+            return info
+
+    def _wait(self, ready: Callable[[], bool], deadline: float, what: str) -> None:
+        while True:
+            try:
+                if ready():
+                    return
+            except redis.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"Redis Cluster on ports {self.ports}: no {what}")
+            time.sleep(0.05)
+
+    def node_clients(self) -> list[redis.Redis]:
+        """One plain client per primary (to see which keys each node holds)."""
+        return [redis.Redis(host="127.0.0.1", port=port) for port in self.ports]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster]:
+    """A 3-primary Redis Cluster started for this session; skipped (with the reason) only where
+    redis-server or redis-cli is not installed."""
+    missing = [tool for tool in ("redis-server", "redis-cli") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"Redis Cluster tests need {' and '.join(missing)}, not installed here")
+    cluster = PrivateCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
