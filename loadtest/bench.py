@@ -1128,10 +1128,8 @@ def render_markdown(report: BenchReport) -> str:
         "",
         "- The services serve their bundle directory with `PRERANK_USE_REDIS=false`: Redis is "
         "not in the measured path, so the feature-store read is skipped (each request's own "
-        "`history` and user id feed the user tower). The service then flags every answer "
-        "`degraded` with reason `feature_store`; those answers are still the full model's, and "
-        "only `deadline` fallbacks (counted above; PRERANK_DEADLINE_MS="
-        f"{s.bench_deadline_ms:g}) would not be.",
+        "`history` and user id feed the user tower). Only `deadline` fallbacks (counted above; "
+        f"PRERANK_DEADLINE_MS={s.bench_deadline_ms:g}) are not the full model's answer.",
         f"- The catalogue has {report.catalogue:,} items. Requests of more candidates carry "
         "every catalogue item once plus ids past the catalogue (unknown to every target: looked "
         "up and reported, not scored), never duplicates; the table gives N sent and N known.",

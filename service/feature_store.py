@@ -61,9 +61,11 @@ class FeatureStore:
         """{"features": {field: value}, "history": [item ids]} or None for an unknown user.
 
         Records are read under the fingerprint of the serving model's feature schema, so a model
-        never reads features encoded for another schema."""
+        never reads features encoded for another schema. Without a client (a deployment without
+        Redis, PRERANK_USE_REDIS=false) there is no store to read: every user is unknown to it,
+        which is not a degraded answer."""
         if self.client is None:
-            raise FeatureStoreUnavailableError("no Redis connection")
+            return None
         self._claim_probe()
         try:
             raw = self.client.get(self.keys.user(schema_fingerprint, user_id))
@@ -113,9 +115,8 @@ class FeatureStore:
             self._up.set(1)
 
     def describe(self) -> str | None:
-        """Why answers are degraded, for /readyz; None while the store answers."""
-        if self.client is None:
-            return "no Redis connection: every answer uses the request's features or cold start"
+        """Why answers are degraded, for /readyz; None while the store answers (or when there is
+        no store by configuration)."""
         outage = self.outage
         if outage is None:
             return None

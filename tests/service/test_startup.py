@@ -31,6 +31,34 @@ def test_serves_the_local_bundle_when_redis_is_unreachable(fit_bundle, tmp_path:
         stop_service(service)
 
 
+def test_a_deployment_without_redis_answers_undegraded(fit_bundle, tmp_path: Path, tiny_data):
+    service = start_service(
+        {"PRERANK_USE_REDIS": "false", "PRERANK_BUNDLE_DIR": str(fit_bundle.path)},
+        tmp_path / "log",
+    )
+    try:
+        assert httpx.get(f"{service.url}/readyz").json()["degraded"] == {}
+        candidates = tiny_data.catalogue[:20].tolist()
+        history = tiny_data.catalogue[20:25].tolist()
+        cold, given = (
+            httpx.post(
+                f"{service.url}/prerank", json={"user_id": 1, "candidates": candidates, **extra}
+            )
+            .raise_for_status()
+            .json()
+            for extra in ({}, {"history": history})
+        )
+    finally:
+        stop_service(service)
+    # no feature store by configuration: nothing failed, so nothing is flagged
+    assert (cold["user_source"], cold["cold_start"], cold["degraded"]) == (
+        "cold_start",
+        True,
+        False,
+    )
+    assert (given["user_source"], given["degraded"]) == ("request", False)
+
+
 def test_not_ready_with_a_reason_when_there_is_no_model(tmp_path: Path):
     service = start_service({"PRERANK_REDIS_URL": NO_REDIS}, tmp_path / "log")
     try:
