@@ -83,6 +83,11 @@ class ServiceSettings(CommonSettings):
         default=8, ge=1, description="worker threads running the CPU part of requests"
     )
     blas_threads: int = Field(default=1, ge=1, description="BLAS/OpenMP threads of numpy")
+    gc_freeze: bool = Field(
+        default=True,
+        description="after start-up, move every object alive then out of the garbage "
+        "collector's reach (gc.freeze), so full collections do not rescan them mid-request",
+    )
     ort_intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads per op")
     ort_inter_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime parallel ops")
     ort_cpu_arena: bool = Field(default=True, description="ONNX Runtime CPU memory arena")
