@@ -11,27 +11,22 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import torch
 
 from model_export.onnx_export import ParitySample, check_parity, export_graphs
 from offline_jobs.bundle import write_bundle
 from offline_jobs.data.dataset import InteractionData, make_batch
-from offline_jobs.precompute import precompute_items
+from offline_jobs.distributed import DistributedWorld
+from offline_jobs.precompute import precompute_items, precompute_share
 from offline_jobs.settings import REPO_ROOT, JobSettings
 from prerank_contract.manifest import (
     FAISS_INDEX_FILE,
     FORMAT_VERSION,
-    ITEM_FEATURES_FILE,
-    ITEM_HEADS_FILE,
-    ITEM_IDS_FILE,
-    META_INDEX_FILE,
     META_MATRIX_FILE,
     DatasetInfo,
     Manifest,
     ModelMetrics,
 )
 from prerank_model.models.base import PrerankModel
-from prerank_model.models.fit import FIT
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +85,24 @@ def parity_sample(
     item_heads: np.ndarray,
     meta_index: np.ndarray,
     users: int,
+    items: int,
 ) -> ParitySample:
-    """Real users from the test split (one sample each) and every precomputed item row."""
+    """Real users from the test split (one sample each) and at most `items` precomputed item
+    rows, spread evenly over the catalogue (every row when it has no more): parity checks that
+    the graphs compute what the model computes, which a spread of rows shows as well as all of
+    them, at a cost that does not grow with the catalogue."""
     test = data.splits["test"]
     _, first = np.unique(data.user_ids[test], return_index=True)
     batch = make_batch(data, test[np.sort(first)[:users]])
-    return ParitySample(batch.user_features, batch.history, item_heads, meta_index.astype(np.int64))
+    rows = np.unique(np.linspace(0, item_heads.shape[0] - 1, num=items).astype(np.int64))
+    if rows.size >= item_heads.shape[0]:
+        rows = np.arange(item_heads.shape[0])
+    return ParitySample(
+        batch.user_features,
+        batch.history,
+        np.ascontiguousarray(item_heads[rows]),
+        meta_index[rows].astype(np.int64),
+    )
 
 
 def build_bundle(
@@ -107,36 +114,44 @@ def build_bundle(
     fingerprint: str,
     *,
     progress: bool = True,
+    world: DistributedWorld | None = None,
 ) -> tuple[Path, Manifest]:
-    """Precompute items, export and check ONNX, and write the bundle atomically."""
+    """Precompute items into the bundle's temp directory, export and check ONNX, and write the
+    bundle atomically.
+
+    Under torchrun (`world`) this runs on rank 0 while every other rank runs
+    `contribute_to_bundle` for the same model: each rank precomputes its slice of the item table
+    into this bundle's files, and rank 0 alone writes the rest once all slices are in.
+    """
     model.eval()
     created = datetime.now(UTC)
     version = f"{model.name}-{created:%Y%m%dT%H%M%S%fZ}-{fingerprint[:8]}"
-    table = precompute_items(
-        model,
-        data.catalogue,
-        data.item_features,
-        settings.precompute_batch_size,
-        progress=progress,
-    )
-    diagnostics: dict[str, float] = {
-        "meta_vectors_used": float(np.unique(table.meta_index).size),
-    }
-    if isinstance(model, FIT):
-        diagnostics["soft_hard_query_cosine"] = model.soft_hard_cosine(
-            torch.from_numpy(table.item_features)
-        )
 
     def fill(tmp: Path) -> Manifest:
-        np.save(tmp / ITEM_IDS_FILE, table.item_ids)
-        np.save(tmp / ITEM_FEATURES_FILE, table.item_features)
-        np.save(tmp / ITEM_HEADS_FILE, table.item_heads)
-        np.save(tmp / META_INDEX_FILE, table.meta_index)
+        table = precompute_items(
+            model,
+            data.catalogue,
+            data.item_features,
+            settings.precompute_batch_size,
+            tmp,
+            progress=progress,
+            world=world,
+        )
+        diagnostics: dict[str, float] = {
+            "meta_vectors_used": float(np.count_nonzero(table.meta_counts)),
+        }
+        if table.soft_hard_cosine is not None:
+            diagnostics["soft_hard_query_cosine"] = table.soft_hard_cosine
         if table.meta_matrix is not None and table.faiss_index is not None:
             np.save(tmp / META_MATRIX_FILE, table.meta_matrix)
             faiss.write_index(table.faiss_index, str(tmp / FAISS_INDEX_FILE))
         sample = parity_sample(
-            model, data, table.item_heads, table.meta_index, settings.parity_users
+            model,
+            data,
+            table.item_heads,
+            table.meta_index,
+            settings.parity_users,
+            settings.parity_items,
         )
         graphs = export_graphs(model, sample, tmp)
         parity = check_parity(model, sample, tmp, settings.parity_tolerance)
@@ -177,3 +192,11 @@ def build_bundle(
     path, manifest = write_bundle(settings.bundles_dir, version, fill)
     log.info("wrote bundle %s (parity %s)", path, manifest.parity)
     return path, manifest
+
+
+def contribute_to_bundle(
+    model: PrerankModel, data: InteractionData, settings: JobSettings, world: DistributedWorld
+) -> None:
+    """A rank other than 0 of a torchrun job: precompute this rank's slice of the item table of
+    the bundle that rank 0's `build_bundle` is writing for `model` (the same trained weights)."""
+    precompute_share(model, data.item_features, settings.precompute_batch_size, world)

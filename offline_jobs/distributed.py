@@ -1,17 +1,22 @@
-"""Data-parallel training under ``torchrun``: who this process is, the process group, and each
-rank's share of an epoch (what ``DistributedSampler`` does, over our index permutation)."""
+"""Data-parallel jobs under ``torchrun``: who this process is, the process group, each rank's
+share of an epoch (what ``DistributedSampler`` does, over our index permutation), and steps whose
+outcome every rank learns, failures included."""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # torchrun sets all of these in every process it starts; a plain `python -m` sets none.
 TORCHRUN_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
@@ -29,7 +34,8 @@ class DistributedWorld:
 
     @property
     def is_main(self) -> bool:
-        """Rank 0: the one that logs, evaluates, writes bundles and publishes."""
+        """Rank 0: the one that logs, evaluates, writes bundles (the other ranks precompute
+        slices of their item tables) and publishes."""
         return self.rank == 0
 
     @property
@@ -68,16 +74,10 @@ def start_distributed() -> DistributedWorld | None:
     return world
 
 
-def stop_distributed() -> None:
-    """Wait for every rank, then leave the process group (a no-op when none was joined)."""
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
 def leave_distributed() -> None:
-    """Leave the process group without waiting for the others (after a failure, they may never
-    arrive); a no-op when none is joined."""
+    """Leave the process group without waiting for the others (after a failure they may never
+    arrive; after the last exchange there is nothing left to wait for); a no-op when none is
+    joined."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -87,6 +87,46 @@ def broadcast_from_main(value: object) -> object:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+class RankFailedError(RuntimeError):
+    """Another rank failed a step this rank took part in; the message names it and its error."""
+
+
+@dataclass(frozen=True)
+class RankFailure:
+    """What a rank tells the others when its part of a step raised (picklable, unlike some
+    exceptions)."""
+
+    rank: int
+    error: str
+
+
+def gather_outcomes(step: Callable[[], T], what: str) -> list[T]:
+    """Run `step` on this rank, then exchange outcomes: every rank's result, indexed by rank.
+
+    If `step` raises on any rank, every rank raises once the exchange is done (the failing rank
+    its own error, the others RankFailedError naming it and its message), so no rank goes on to
+    wait in a later collective for a rank that has given up. A rank that dies outright never
+    reaches the exchange: torchrun then stops the others, and the process group's timeout bounds
+    the wait under any other launcher.
+    """
+    rank = dist.get_rank()
+    failure: BaseException | None = None
+    outcome: T | RankFailure
+    try:
+        outcome = step()
+    except Exception as exc:
+        failure = exc
+        outcome = RankFailure(rank, f"{exc.__class__.__name__}: {exc}")
+    outcomes: list[T | RankFailure | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(outcomes, outcome)
+    if failure is not None:
+        raise failure
+    failed = [o for o in outcomes if isinstance(o, RankFailure)]
+    if failed:
+        raise RankFailedError(f"{what}: " + "; ".join(f"rank {f.rank}: {f.error}" for f in failed))
+    return cast(list[T], outcomes)
 
 
 def rank_shard(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from offline_jobs.build import build_bundle, config_fingerprint
+from offline_jobs.build import build_bundle, config_fingerprint, contribute_to_bundle
 from offline_jobs.data.amazon import load_amazon
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
@@ -22,7 +22,6 @@ from offline_jobs.distributed import (
     broadcast_from_main,
     leave_distributed,
     start_distributed,
-    stop_distributed,
 )
 from offline_jobs.evaluate import evaluate
 from offline_jobs.publish import publish_bundle, publish_user_features
@@ -90,8 +89,9 @@ def build_all(
     """Train and evaluate every model of `settings.models` on the same data and budget, then
     write one bundle each (every manifest also records the others' metrics).
 
-    Under torchrun (`world`), every rank trains its DDP replica; then only rank 0 evaluates and
-    writes bundles, and the other ranks return {} once training is done."""
+    Under torchrun (`world`), every rank trains its DDP replica; rank 0 alone evaluates; every
+    rank precomputes its slice of each bundle's item table, and rank 0 alone writes the rest of
+    each bundle; the other ranks return {} once their slices are in."""
     for name in settings.models:
         if name not in MODELS:
             raise ValueError(f"PRERANK_MODELS: unknown model {name!r}; known: {sorted(MODELS)}")
@@ -125,21 +125,21 @@ def build_all(
     for name in settings.models:
         model = new_model(name, data.schema, settings.model, settings.train.seed)
         result = train_model(model, data, settings.train, progress=progress, world=world)
+        trained[name] = model  # every rank: each precomputes a slice of the item table
         if world is not None and not world.is_main:
             continue
         splits = evaluate(model, data, settings.train.eval_batch_size)
         metrics[name] = ModelMetrics(
             splits=splits, train_seconds=round(result.train_seconds, 2), epochs=result.epochs
         )
-        trained[name] = model
         print(
             f"{name:>10}: test AUC {splits['test'].auc:.4f}  logloss {splits['test'].logloss:.4f}"
             f"  (validation AUC {splits['validation'].auc:.4f}; {result.train_seconds:.0f} s)"
         )
-    if world is not None:
-        stop_distributed()  # training is over: rank 0 goes on alone
-        if not world.is_main:
-            return {}
+    if world is not None and not world.is_main:
+        for model in trained.values():  # in rank 0's order: one exchange per bundle
+            contribute_to_bundle(model, data, settings, world)
+        return {}
     return {
         name: build_bundle(
             model,
@@ -149,6 +149,7 @@ def build_all(
             settings,
             fingerprints[name],
             progress=progress,
+            world=world,
         )
         for name, model in trained.items()
     }
@@ -157,9 +158,10 @@ def build_all(
 def run_pipeline(
     settings: JobSettings, *, retrain: bool = False, publish: bool = True, progress: bool = True
 ) -> dict[str, tuple[Path, Manifest]]:
-    """The main job. Under `torchrun --nproc_per_node N` every rank loads the same (seeded) data
-    and trains its DDP replica; rank 0 alone evaluates, writes the bundles and publishes, the
-    others return {} after training."""
+    """The main job. Under `torchrun --nproc_per_node N` every rank loads the same (seeded) data,
+    trains its DDP replica and precomputes its slice of every bundle's item table; rank 0 alone
+    evaluates, writes the rest of the bundles and publishes, the others return {} once their
+    slices are in."""
     world = start_distributed()
     try:
         if world is not None and not world.is_main:
@@ -167,7 +169,8 @@ def run_pipeline(
             logging.getLogger().setLevel(logging.WARNING)
         return run_job(settings, retrain=retrain, publish=publish, progress=progress, world=world)
     finally:
-        leave_distributed()  # a no-op unless the job failed or reused bundles
+        # The precompute exchanges are the last collectives: no rank waits for another here.
+        leave_distributed()
 
 
 def run_job(

@@ -41,6 +41,9 @@ class JobSettings(CommonSettings):
     torch_threads: int = Field(default=2, ge=1, description="intra-op threads of training")
     parity_tolerance: float = Field(default=1e-5, gt=0, description="max abs diff ONNX vs torch")
     parity_users: int = Field(default=64, ge=1, description="users of the parity batch")
+    parity_items: int = Field(
+        default=8192, ge=1, description="item rows of the parity batch, spread over the catalogue"
+    )
     precompute_batch_size: int = Field(default=8192, ge=1, description="items per batch")
     publish_chunk_bytes: int = Field(default=4 << 20, ge=1024, description="Redis value size")
     publish_orphan_min_idle_seconds: float = Field(

@@ -132,12 +132,18 @@ class FIT(PrerankModel):
         self.meta_query.set_temperature(tau)
 
     @torch.no_grad()
-    def soft_hard_cosine(self, item_features: torch.Tensor) -> float:
-        """Mean cosine of the soft and the hard query of the given items (serving uses hard)."""
+    def soft_hard_cosines(self, item_features: torch.Tensor) -> torch.Tensor:
+        """item_features [N, S_i] -> cosine of each item's soft and hard query [N] (serving uses
+        the hard one). Per item, so a catalogue can be summed batch by batch."""
         keys = self.item_embedding(item_features)
         soft = self.meta_query.soft_query(keys)
         hard = self.meta_query.hard_query(keys)
-        return float(torch.nn.functional.cosine_similarity(soft, hard, dim=-1).mean())
+        return torch.nn.functional.cosine_similarity(soft, hard, dim=-1)
+
+    @torch.no_grad()
+    def soft_hard_cosine(self, item_features: torch.Tensor) -> float:
+        """Mean cosine of the soft and the hard query of the given items [N, S_i]."""
+        return float(self.soft_hard_cosines(item_features).mean())
 
 
 FIT_VARIANTS: tuple[FITVariant, ...] = (

@@ -1,5 +1,6 @@
-"""Training under torchrun: each rank's share of an epoch, and a 2-process DDP job that writes the
-same bundle as the single-process job, with a test AUC within 0.005 of it."""
+"""Jobs under torchrun: each rank's share of an epoch; a 2-process DDP job that writes the same
+bundle as the single-process job, with a test AUC within 0.005 of it; 2 ranks that precompute
+slices of one bundle's item table, byte for byte the single process's bundle; a failing rank."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.synthetic import SyntheticConfig
 from offline_jobs.distributed import rank_shard
 from offline_jobs.train import TrainConfig
 from prerank_contract.bundle import verify_bundle_dir
-from tests.conftest import REPO_ROOT, TINY_MODEL, TINY_WORLD
+from prerank_contract.manifest import ITEM_FEATURES_FILE, ITEM_IDS_FILE
+from prerank_model.models.base import PrerankModel
+from tests.conftest import REPO_ROOT, TINY_MODEL, TINY_WORLD, make_bundle
+from tests.offline_jobs.sharded_build import sharded_settings
 
 # Larger than TINY_WORLD, so the test AUC is clearly above chance (about 0.63 on 4000 test
 # samples, where TINY_WORLD gives 0.58 on 240) and a 0.005 bound means something. FIT's training
@@ -25,6 +31,10 @@ from tests.conftest import REPO_ROOT, TINY_MODEL, TINY_WORLD
 DDP_WORLD = TINY_WORLD.model_copy(update={"num_users": 1000, "events_per_user": 40})
 DDP_TRAIN = TrainConfig(seed=5, epochs=6, batch_size=512, learning_rate=3e-3)
 AUC_TOLERANCE = 0.005
+# Batches of the 300-item tiny catalogue: 5, so both ranks of a 2-rank job precompute rows.
+SHARDED_BATCH = 64
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+TORCHRUN_TIMEOUT_SECONDS = 300
 
 
 @pytest.mark.parametrize(("samples", "world_size"), [(10, 2), (11, 2), (7, 3), (2, 4), (1, 1)])
@@ -63,6 +73,7 @@ def job_env(artifacts: Path, world: SyntheticConfig, train: TrainConfig) -> dict
         "PRERANK_SERVE_MODEL": "fit",
         "PRERANK_PARITY_USERS": "8",
         "PRERANK_TORCH_THREADS": "1",  # 2 cores: 1 thread per rank, and as many for the single
+        "PRERANK_PRECOMPUTE_BATCH_SIZE": str(SHARDED_BATCH),
     }
 
 
@@ -74,20 +85,22 @@ def run_job(launcher: list[str], artifacts: Path) -> tuple[Path, subprocess.Comp
         env=job_env(artifacts, DDP_WORLD, DDP_TRAIN),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=TORCHRUN_TIMEOUT_SECONDS,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return (artifacts / "bundles" / "current").resolve(), result
 
 
 def test_torchrun_with_two_processes_matches_the_single_process_job(tmp_path: Path) -> None:
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    ddp_bundle, ddp_run = run_job(torchrun, tmp_path / "ddp")
+    ddp_bundle, ddp_run = run_job(TORCHRUN, tmp_path / "ddp")
     single_bundle, _ = run_job([sys.executable], tmp_path / "single")
 
     assert "DDP fit: 2 ranks x batch 256 (global 512), seed 5" in ddp_run.stderr
     assert ddp_run.stdout.count("test AUC") == 2  # rank 0 alone evaluates and reports
+    assert "precomputed 300 items of fit over 2 rank(s)" in ddp_run.stderr
     ddp, single = verify_bundle_dir(ddp_bundle), verify_bundle_dir(single_bundle)
+    for name in (ITEM_IDS_FILE, ITEM_FEATURES_FILE):  # independent of the weights: equal bytes
+        assert ddp.files[name] == single.files[name], name
     assert sorted(p.name for p in ddp_bundle.iterdir()) == sorted(
         p.name for p in single_bundle.iterdir()
     )
@@ -99,3 +112,64 @@ def test_torchrun_with_two_processes_matches_the_single_process_job(tmp_path: Pa
     print(f"test AUC: DDP x2 {ddp_auc:.4f}, single process {single_auc:.4f}")
     assert single_auc > 0.6, single_auc
     assert abs(ddp_auc - single_auc) <= AUC_TOLERANCE, (ddp_auc, single_auc)
+
+
+def run_sharded_build(
+    state: Path, artifacts: Path, fail_rank: int | None = None
+) -> subprocess.CompletedProcess:
+    """tests/offline_jobs/sharded_build.py under a 2-process torchrun."""
+    args = [str(state), str(artifacts), str(SHARDED_BATCH)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRERANK_")}
+    return subprocess.run(
+        [*TORCHRUN, "-m", "tests.offline_jobs.sharded_build", *args]
+        + ([] if fail_rank is None else [str(fail_rank)]),
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TORCHRUN_TIMEOUT_SECONDS,
+    )
+
+
+@pytest.fixture(scope="module")
+def fit_state(trained_fit: PrerankModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("state") / "fit.pt"
+    torch.save(trained_fit.state_dict(), path)
+    return path
+
+
+def test_two_ranks_write_the_single_process_bundle_of_the_same_model(
+    fit_state: Path, trained_fit: PrerankModel, tiny_data: InteractionData, tmp_path: Path
+) -> None:
+    result = run_sharded_build(fit_state, tmp_path / "sharded")
+    assert result.returncode == 0, result.stdout + result.stderr
+    sharded_path = Path(result.stdout.strip().splitlines()[-1])
+    assert "precomputed rows 0-128 of 300 rank 0/2" in result.stderr
+    assert "precomputed rows 128-300 of 300 rank 1/2" in result.stderr
+    assert "precomputed 300 items of fit over 2 rank(s)" in result.stderr
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank: the same floats
+    try:
+        single = make_bundle(
+            trained_fit, tiny_data, sharded_settings(tmp_path / "single", SHARDED_BATCH)
+        )
+    finally:
+        torch.set_num_threads(threads)
+    sharded = verify_bundle_dir(sharded_path)
+    assert sharded.files == single.manifest.files  # every file: item table, ONNX, meta matrix
+    assert sharded.diagnostics == pytest.approx(single.manifest.diagnostics)
+    assert sharded.parity == single.manifest.parity
+
+
+def test_a_failing_rank_fails_every_rank_and_leaves_no_bundle(
+    fit_state: Path, tmp_path: Path
+) -> None:
+    result = run_sharded_build(fit_state, tmp_path, fail_rank=1)
+    assert result.returncode != 0
+    assert "InjectedFailureError: rank 1 was told to fail" in result.stderr
+    # Rank 0 learns it at the exchange (long before the process group's timeout) and cleans up.
+    assert "RankFailedError: precomputing the item table of fit: rank 1: InjectedFailureError" in (
+        result.stderr
+    )
+    assert list((tmp_path / "bundles").iterdir()) == []
