@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARTIFACTS ?= $(or $(PRERANK_ARTIFACTS_DIR),artifacts)
 
-.PHONY: setup run train serve test lint typecheck reproduce soak load bench bench-memory bench-scale profile stack clean
+.PHONY: setup run train serve test lint typecheck reproduce soak load bench bench-memory bench-scale bench-train-memory profile stack clean
 
 $(STAMP): requirements.txt requirements-service.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench-scale: setup
 # Memory per worker at a 1M-item catalogue: docs/benchmarks/memory.md.
 bench-memory: setup
 	$(PY) -m loadtest.memory $(ARGS)
+
+# Peak RSS of one training epoch from a sample store vs in memory, 1M and 8M samples (about 10
+# minutes): docs/benchmarks/train_memory.md.
+bench-train-memory: setup
+	$(PY) -m loadtest.train_memory $(ARGS)
 
 # docker-compose.yml's topology as local processes: Redis, the offline job, 2 service replicas,
 # Prometheus (installed from Debian's packages when missing and possible). Ctrl-C stops it.

@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -16,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from offline_jobs.data.dataset import Batch, InteractionData, make_batch
+from offline_jobs.data.stream import SampleStore
 from offline_jobs.distributed import DistributedWorld, rank_shard
 from prerank_contract.features import FeatureSchema
 from prerank_model.config import ModelConfig
@@ -120,23 +123,74 @@ def new_model(name: str, schema: FeatureSchema, config: ModelConfig, seed: int) 
     return build_model(name, schema, config)
 
 
+class SampleSource(Protocol):
+    """Where one rank's training batches come from: an in-memory split (`SplitSamples`) or an
+    on-disk store (`offline_jobs.data.stream.StoreSamples`). Every rank of a torchrun job must
+    get the same `steps_per_epoch` (DDP waits for every rank at every step)."""
+
+    @property
+    def steps_per_epoch(self) -> int: ...
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """The batches of epoch `epoch` (asked for in order 0, 1, ...)."""
+        ...
+
+
+class SplitSamples:
+    """One split of in-memory data: every epoch, a permutation of the whole split drawn from one
+    generator seeded with `seed` (so epochs must be read in order), and under torchrun
+    (`world_size` > 1) this rank's `rank_shard` of it; batches of `batch_size` in that order."""
+
+    def __init__(
+        self,
+        data: InteractionData,
+        indices: np.ndarray,
+        batch_size: int,
+        seed: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.data = data
+        self.indices = indices
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self._rng = np.random.default_rng(seed)
+        self._next_epoch = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        per_rank = math.ceil(self.indices.size / self.world_size)
+        return math.ceil(per_rank / self.batch_size)
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        if epoch != self._next_epoch:
+            raise ValueError(f"epoch {epoch} asked for, the generator is at {self._next_epoch}")
+        self._next_epoch += 1
+        order = self._rng.permutation(self.indices)
+        if self.world_size > 1:
+            order = rank_shard(order, self.rank, self.world_size)
+        for start in range(0, order.size, self.batch_size):
+            yield make_batch(self.data, order[start : start + self.batch_size])
+
+
 def train_model(
     model: PrerankModel,
-    data: InteractionData,
+    data: InteractionData | SampleStore,
     config: TrainConfig,
     *,
     progress: bool = True,
     world: DistributedWorld | None = None,
 ) -> TrainResult:
-    """Train on `data.splits['train']` for `config.epochs` epochs with Adam; return the model.
+    """Train for `config.epochs` epochs with Adam on `data.splits['train']` (in memory) or on
+    every row of a `SampleStore` (read one chunk at a time); return the model.
 
-    With `world` (a torchrun job), each rank trains a DDP replica on its shard of every epoch's
-    permutation with batch `config.batch_size / world_size`, so one step sees the single-process
-    run's global batch and gradients are averaged over it; the same epochs, the same seeds. The
-    model comes back on the CPU, identical on every rank.
+    With `world` (a torchrun job), each rank trains a DDP replica on its share of every epoch
+    with batch `config.batch_size / world_size`, so one step sees the single-process run's
+    global batch and gradients are averaged over it; the same epochs, the same seeds. The model
+    comes back on the CPU, identical on every rank.
     """
-    rng = np.random.default_rng(config.seed)
-    train_indices = data.splits["train"]
     batch_size = config.batch_size
     objective: nn.Module = TrainingObjective(model, torch.nn.BCEWithLogitsLoss())
     if world is not None:
@@ -155,11 +209,23 @@ def train_model(
                 batch_size * world.world_size,
                 config.seed,
             )
-    per_rank_samples = (
-        train_indices.size if world is None else math.ceil(train_indices.size / world.world_size)
-    )
-    steps_per_epoch = math.ceil(per_rank_samples / batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    rank, world_size = (0, 1) if world is None else (world.rank, world.world_size)
+    source: SampleSource
+    if isinstance(data, SampleStore):
+        source = data.samples(batch_size, config.seed, rank=rank, world_size=world_size)
+        if world is None or world.is_main:
+            log.info(
+                "training %s from the sample store %s: %d rows in chunks of %d",
+                model.name,
+                data.path,
+                data.rows,
+                data.chunk_rows,
+            )
+    else:
+        source = SplitSamples(
+            data, data.splits["train"], batch_size, config.seed, rank=rank, world_size=world_size
+        )
+    total_steps = source.steps_per_epoch * config.epochs
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -168,16 +234,17 @@ def train_model(
     step, loss_value = 0, float("nan")
     bar = tqdm(total=total_steps, desc=f"train {model.name}", disable=not progress, unit="step")
     for epoch in range(config.epochs):
-        order = rng.permutation(train_indices)
-        if world is not None:
-            order = rank_shard(order, world.rank, world.world_size)
-        for start in range(0, order.size, batch_size):
+        for batch in source.epoch_batches(epoch):
             model.on_training_progress(step / total_steps)
-            batch = make_batch(data, order[start : start + batch_size])
             loss_value = objective_step(objective, optimizer, batch)
             step += 1
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.4f}")
+        if step != source.steps_per_epoch * (epoch + 1):  # a rank out of step would hang DDP
+            raise RuntimeError(
+                f"epoch {epoch}: {step} steps so far, the source promised "
+                f"{source.steps_per_epoch} per epoch"
+            )
     bar.close()
     model.on_training_progress(1.0)
     model.eval()

@@ -6,6 +6,7 @@ from loadtest.memory import MemorySettings
 from loadtest.scale import ScaleSettings
 from loadtest.settings import BenchSettings, StackSettings
 from loadtest.soak import SoakSettings
+from loadtest.train_memory import TrainMemorySettings
 from offline_jobs.settings import JobSettings
 from prerank_contract.settings import ENV_PREFIX
 from service.settings import ServiceSettings
@@ -26,6 +27,7 @@ def test_every_setting_is_in_the_configuration_table() -> None:
                 BenchSettings,
                 MemorySettings,
                 ScaleSettings,
+                TrainMemorySettings,
             )
         )
     )

@@ -152,17 +152,47 @@ class Batch:
 
 def make_batch(data: InteractionData, indices: np.ndarray) -> Batch:
     """The samples' rows: per-sample overrides where the data has them, else the table rows."""
-    if data.sample_user_features is None:
-        user_features = data.user_features[data.user_ids[indices]]
-    else:
-        user_features = data.sample_user_features[indices]
-    if data.sample_item_features is None:
-        item_features = data.item_features[data.item_ids[indices]]
-    else:
-        item_features = data.sample_item_features[indices]
-    return Batch(
-        user_features=user_features,
-        history=data.item_features[data.histories[indices]],
-        item_features=item_features,
+    return gather_batch(
+        data.user_features,
+        data.item_features,
+        user_ids=data.user_ids[indices],
+        item_ids=data.item_ids[indices],
         labels=data.labels[indices],
+        histories=data.histories[indices],
+        sample_user_features=(
+            None if data.sample_user_features is None else data.sample_user_features[indices]
+        ),
+        sample_item_features=(
+            None if data.sample_item_features is None else data.sample_item_features[indices]
+        ),
+    )
+
+
+def gather_batch(
+    user_table: np.ndarray,
+    item_table: np.ndarray,
+    *,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    labels: np.ndarray,
+    histories: np.ndarray,
+    sample_user_features: np.ndarray | None = None,
+    sample_item_features: np.ndarray | None = None,
+) -> Batch:
+    """A batch from B samples' own columns and the feature tables: the one place rows become
+    model inputs, for in-memory data (`make_batch`) and for an on-disk store alike.
+
+    user_table [M+1, S_u], item_table [N+1, S_i]; user_ids, item_ids [B], labels [B],
+    histories [B, L]; the optional per-sample overrides [B, S_u] and [B, S_i] replace the table
+    rows of the user and of the candidate (never those of the history items).
+    """
+    return Batch(
+        user_features=(
+            user_table[user_ids] if sample_user_features is None else sample_user_features
+        ),
+        history=item_table[histories],
+        item_features=(
+            item_table[item_ids] if sample_item_features is None else sample_item_features
+        ),
+        labels=labels,
     )
