@@ -1,13 +1,15 @@
-"""``python -m loadtest.scale`` (``make bench-scale``): a large catalogue through precompute,
-publish and the service, against a small one.
+"""``python -m loadtest.scale`` (``make bench-scale``): a synthetic catalogue of a million items
+through training, precompute, publish and the service, against one of 10,000.
 
-For each catalogue size (10,000 and 1,000,000 items by default), a FIT bundle's item table is
-tiled to that size (`loadtest.memory.tiled_bundle`). Measured: precompute (FIT's `encode_items` in
-torch, in batches, on that many items' features; seeded weights of the bundle's config), publish
-to Redis under a scratch key prefix (time and the growth of Redis's `used_memory`), the service's
-start (load, verify, warm-up, until ready), its RSS, and `/prerank` p50 at 1,000 candidates with
-the closed-loop client. Writes docs/benchmarks/scale.md with the p50 ratio (goal: <= 1.2, the
-lookup must not grow with the catalogue).
+For each catalogue size (10,000 and 1,000,000 items by default) the synthetic world is generated
+with that many items (`offline_jobs.data.synthetic`, the same users and samples), FIT is trained
+on it and built into a bundle by the job's own code (`offline_jobs.build`). Measured: precompute
+(`offline_jobs.precompute.precompute_items`: encode_items + FAISS meta index, streamed into the
+item table's files), the bundle build, publish to Redis under a scratch key prefix (time and the
+growth of Redis's `used_memory`; the users' features too, so requests read the feature store),
+the service's start from Redis (fetch, verify, warm-up, until ready), its RSS, and `/prerank` p50
+at 1,000 candidates with the closed-loop client. Writes docs/benchmarks/scale.md with the p50
+ratio (goal: <= 1.2, the lookup must not grow with the catalogue).
 """
 
 from __future__ import annotations
@@ -18,38 +20,58 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
+import orjson
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import Field
 
-from loadtest.bench import newest_bundle, request_set
-from loadtest.memory import tiled_bundle
 from loadtest.settings import REPO_ROOT, LoadSettings
+from offline_jobs.build import build_bundle, config_fingerprint
 from offline_jobs.bundle import write_text_atomically
+from offline_jobs.data.dataset import InteractionData
+from offline_jobs.data.synthetic import SyntheticConfig, generate_synthetic
+from offline_jobs.evaluate import evaluate
 from offline_jobs.latency import ServiceProcess, closed_loop
-from offline_jobs.publish import publish_bundle
-from offline_jobs.train import new_model
-from prerank_contract.bundle import verify_bundle_dir
+from offline_jobs.precompute import precompute_items
+from offline_jobs.publish import publish_bundle, publish_user_features
+from offline_jobs.settings import JobSettings
+from offline_jobs.train import TrainConfig, new_model, train_model
 from prerank_contract.http import DEADLINE_HEADER
 from prerank_contract.keys import RedisKeys
-from prerank_contract.manifest import ITEM_FEATURES_FILE, ITEM_IDS_FILE
+from prerank_contract.manifest import ModelMetrics
 from prerank_contract.redis_client import RedisClient
 from prerank_contract.settings import load_settings
 from prerank_model.config import ModelConfig
+from prerank_model.models.base import PrerankModel
 
 log = logging.getLogger("loadtest.scale")
 
 MIB = 2**20
 P50_GOAL = 1.2  # p50 at the largest catalogue over p50 at the smallest
+SCAN_BATCH = 1000
+STAGE_METRIC = "prerank_stage_seconds"
+METRICS_TIMEOUT_SECONDS = 10.0
 
 
 class ScaleSettings(LoadSettings):
     scale_items: tuple[int, ...] = Field(
         default=(10_000, 1_000_000), description="catalogue sizes compared (smallest first)"
     )
+    scale_world: SyntheticConfig = Field(
+        default=SyntheticConfig(num_users=2_000, events_per_user=40),
+        description="the synthetic world; its num_items is replaced by each catalogue size",
+    )
+    scale_train: TrainConfig = Field(
+        default=TrainConfig(epochs=1), description="training budget of each catalogue's FIT"
+    )
+    scale_model: ModelConfig = Field(default=ModelConfig(), description="FIT's sizes")
     scale_candidates: int = Field(default=1_000, ge=1, description="candidates per request")
     scale_requests: int = Field(default=1_000, ge=1, description="timed requests per catalogue")
     scale_warmup: int = Field(default=30, ge=0, description="untimed requests first")
@@ -67,44 +89,92 @@ class ScaleSettings(LoadSettings):
 @dataclass(frozen=True)
 class ScaleRow:
     items: int
+    train_s: float
+    test_auc: float
     precompute_s: float
+    build_s: float
     publish_s: float
     redis_mib: float
     ready_s: float
     rss_mib: float
     p50_ms: float
     p99_ms: float
+    stages_ms: dict[str, float] = field(default_factory=dict)  # mean per request
 
 
-def time_precompute(bundle: Path, settings: ScaleSettings) -> float:
-    """Seconds of FIT's `encode_items` over every item of `bundle`, in batches (torch, 1 thread)."""
-    manifest = verify_bundle_dir(bundle)
-    model = new_model(
-        manifest.model_name,
-        manifest.feature_schema,
-        ModelConfig.model_validate(manifest.config["model"]),
-        settings.load_seed,
-    ).eval()
-    features = np.load(bundle / ITEM_FEATURES_FILE, mmap_mode="r")  # [N, S_i]
-    torch.set_num_threads(1)
+@dataclass(frozen=True)
+class World:
+    """One catalogue size: its data, its trained FIT and that FIT's bundle."""
+
+    data: InteractionData
+    model: PrerankModel
+    job: JobSettings
+    metrics: ModelMetrics
+
+
+def train_world(items: int, settings: ScaleSettings, scratch: Path) -> World:
+    """The synthetic world with `items` items and a FIT trained on it (the job's own code)."""
+    world = settings.scale_world.model_copy(update={"num_items": items})
+    job = JobSettings(
+        artifacts_dir=scratch / f"artifacts-{items}",
+        synthetic=world,
+        train=settings.scale_train,
+        model=settings.scale_model,
+        models=("fit",),
+        precompute_batch_size=settings.scale_precompute_batch,
+        gate=settings.gate,
+    )
+    data = generate_synthetic(world)
+    torch.set_num_threads(job.torch_threads)
+    model = new_model("fit", data.schema, job.model, job.train.seed)
+    result = train_model(model, data, job.train)
+    splits = evaluate(model, data, job.train.eval_batch_size)
+    metrics = ModelMetrics(
+        splits=splits, train_seconds=result.train_seconds, epochs=job.train.epochs
+    )
+    log.info(
+        "%d items: trained in %.1f s, test AUC %.4f",
+        items,
+        result.train_seconds,
+        splits["test"].auc,
+    )
+    return World(data, model, job, metrics)
+
+
+def time_precompute(world: World, scratch: Path) -> float:
+    """Seconds to precompute every item's heads and meta index into a scratch item table."""
+    directory = scratch / f"precompute-{world.data.num_items}"
+    directory.mkdir(parents=True)
     started = time.perf_counter()
-    with torch.inference_mode():
-        for start in range(0, features.shape[0], settings.scale_precompute_batch):
-            batch = torch.from_numpy(
-                np.array(
-                    features[start : start + settings.scale_precompute_batch]
-                )  # read from disk
-            )
-            model.encode_items(batch)
+    precompute_items(
+        world.model,
+        world.data.catalogue,
+        world.data.item_features,
+        world.job.precompute_batch_size,
+        directory,
+    )
     return time.perf_counter() - started
 
 
-def time_publish(bundle: Path, settings: ScaleSettings, client: RedisClient) -> tuple[float, float]:
-    """(seconds, MiB of Redis memory) to publish `bundle` under a scratch prefix, then removed."""
-    keys = RedisKeys(f"scale-{uuid.uuid4().hex[:8]}:")
-    before = int(client.info("memory")["used_memory"])
+def time_build(world: World) -> tuple[Path, float]:
+    """(bundle, seconds) of the job's whole build: precompute, ONNX export, parity, manifest."""
+    fingerprint = config_fingerprint(world.job, "fit", world.data.fingerprint())
     started = time.perf_counter()
+    path, _ = build_bundle(world.model, world.metrics, {}, world.data, world.job, fingerprint)
+    return path, time.perf_counter() - started
+
+
+@contextmanager
+def published(
+    bundle: Path, world: World, settings: ScaleSettings, client: RedisClient
+) -> Iterator[tuple[RedisKeys, float, float]]:
+    """Publish `bundle` and the world's users under a scratch prefix; yields (keys, publish
+    seconds of the bundle, MiB of Redis memory it added); every scratch key is removed after."""
+    keys = RedisKeys(f"scale-{uuid.uuid4().hex[:8]}:")
     try:
+        publish_user_features(client, keys, world.data, world.job.feature_store_batch_size)
+        before = int(client.info("memory")["used_memory"])
+        started = time.perf_counter()
         publish_bundle(
             client,
             keys,
@@ -112,74 +182,162 @@ def time_publish(bundle: Path, settings: ScaleSettings, client: RedisClient) -> 
             chunk_bytes=settings.scale_publish_chunk_bytes,
             keep_versions=1,
             gate=settings.gate,
-            override_reason="scale benchmark: a tiled copy of a gated bundle",
-            progress=False,
+            override_reason="scale benchmark: a world trained for one epoch",
         )
         seconds = time.perf_counter() - started
         grown = (int(client.info("memory")["used_memory"]) - before) / MIB
+        yield keys, seconds, grown
     finally:
-        written = list(client.scan_iter(match=f"{keys.prefix}*", count=1000))
-        if written:
-            client.delete(*written)
-    return seconds, grown
+        written = list(client.scan_iter(match=f"{keys.prefix}*", count=SCAN_BATCH))
+        for start in range(0, len(written), SCAN_BATCH):
+            client.delete(*written[start : start + SCAN_BATCH])
+
+
+def request_bodies(
+    data: InteractionData, candidates: int, count: int, rng: np.random.Generator
+) -> list[bytes]:
+    """`count` bodies: a user of the world (features and history from the feature store) and
+    `candidates` distinct catalogue items."""
+    return [
+        orjson.dumps(
+            {
+                "user_id": int(rng.integers(1, data.num_users + 1)),
+                "candidates": rng.choice(data.catalogue, size=candidates, replace=False).tolist(),
+            }
+        )
+        for _ in range(count)
+    ]
+
+
+def stage_totals(url: str) -> dict[str, tuple[float, float]]:
+    """stage -> (seconds, observations) of `prerank_stage_seconds` so far, from /metrics."""
+    totals: dict[str, tuple[float, float]] = {}
+    text = httpx.get(f"{url}/metrics", timeout=METRICS_TIMEOUT_SECONDS).text
+    for family in text_string_to_metric_families(text):
+        if family.name != STAGE_METRIC:
+            continue
+        for sample in family.samples:
+            stage = sample.labels["stage"]
+            seconds, count = totals.get(stage, (0.0, 0.0))
+            if sample.name.endswith("_sum"):
+                seconds += sample.value
+            elif sample.name.endswith("_count"):
+                count += sample.value
+            totals[stage] = (seconds, count)
+    return totals
+
+
+def stage_means_ms(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Mean ms per request of each stage between two scrapes."""
+    means = {}
+    for stage, (seconds, count) in after.items():
+        seconds0, count0 = before.get(stage, (0.0, 0.0))
+        if count > count0:
+            means[stage] = 1e3 * (seconds - seconds0) / (count - count0)
+    return means
 
 
 def serve_and_time(
-    bundle: Path, settings: ScaleSettings, scratch: Path
-) -> tuple[float, float, np.ndarray]:
-    """(seconds to ready, RSS MiB, latencies ms) of the service on `bundle` at 1,000 candidates."""
-    catalogue = np.load(bundle / ITEM_IDS_FILE)
+    keys: RedisKeys, world: World, settings: ScaleSettings, scratch: Path
+) -> tuple[float, float, np.ndarray, dict[str, float]]:
+    """(seconds to ready, RSS MiB, latencies ms, mean ms per stage) of the service following
+    `keys` in Redis."""
     rng = np.random.default_rng(settings.load_seed)
-    bodies = request_set(
-        catalogue,
-        settings.scale_candidates,
-        settings.scale_warmup + settings.scale_requests,
-        settings.load_history,
-        settings.load_users,
-        rng,
-    ).bodies
+    bodies = request_bodies(
+        world.data, settings.scale_candidates, settings.scale_warmup + settings.scale_requests, rng
+    )
     started = time.perf_counter()
-    service = ServiceProcess.from_bundle_dir(
-        bundle,
-        scratch / f"service-{catalogue.size}.log",
+    service = ServiceProcess(
+        settings,
+        keys,
+        scratch / f"service-{world.data.num_items}.log",
         settings.scale_candidates,
-        env_overrides={"PRERANK_SHUTDOWN_DRAIN_SECONDS": "0"},
     )
     with service:
         ready = time.perf_counter() - started
         headers = {DEADLINE_HEADER: "60000"}
         closed_loop(f"{service.url}/prerank", bodies[: settings.scale_warmup], headers)
+        before = stage_totals(service.url)
         run = closed_loop(f"{service.url}/prerank", bodies[settings.scale_warmup :], headers)
+        stages = stage_means_ms(before, stage_totals(service.url))
         rss = sum(p.memory_info().rss for p in service.processes()) / MIB
-    if run.errors:
-        raise RuntimeError(f"{run.errors} failed requests at {catalogue.size} items")
-    return ready, rss, run.latencies_ms
+    if run.errors or run.degraded:
+        raise RuntimeError(
+            f"{run.errors} failed and {run.degraded} degraded requests at "
+            f"{world.data.num_items} items; see {service.log_path}"
+        )
+    return ready, rss, run.latencies_ms, stages
+
+
+def measure(items: int, settings: ScaleSettings, client: RedisClient, scratch: Path) -> ScaleRow:
+    world = train_world(items, settings, scratch)
+    precompute_s = time_precompute(world, scratch)
+    bundle, build_s = time_build(world)
+    with published(bundle, world, settings, client) as (keys, publish_s, redis_mib):
+        ready, rss, latencies, stages = serve_and_time(keys, world, settings, scratch)
+    return ScaleRow(
+        items=items,
+        train_s=world.metrics.train_seconds,
+        test_auc=world.metrics.splits["test"].auc,
+        precompute_s=precompute_s,
+        build_s=build_s,
+        publish_s=publish_s,
+        redis_mib=redis_mib,
+        ready_s=ready,
+        rss_mib=rss,
+        p50_ms=float(np.percentile(latencies, 50)),
+        p99_ms=float(np.percentile(latencies, 99)),
+        stages_ms=stages,
+    )
 
 
 def report(settings: ScaleSettings, rows: list[ScaleRow]) -> str:
     small, large = rows[0], rows[-1]
     ratio = large.p50_ms / small.p50_ms
     verdict = "PASS" if ratio <= P50_GOAL else "MISS"
+    world = settings.scale_world
     lines = [
-        "# A large catalogue through precompute, publish and the service",
+        "# A million-item catalogue through training, precompute, publish and the service",
         "",
-        "Generated by `python -m loadtest.scale` (`make bench-scale`): a FIT bundle's item table "
-        "tiled to each size. Precompute: FIT's `encode_items` in torch (1 thread, batches of "
-        f"{settings.scale_precompute_batch:,}). Publish: to the local Redis under a scratch "
-        "prefix, removed after. Ready: the service's start until `/readyz` is 200 (verify every "
-        "sha256, map the item table, warm up, including the fallback order over the whole "
-        f"catalogue). p50/p99: {settings.scale_requests} closed-loop requests of "
-        f"{settings.scale_candidates:,} candidates.",
+        "Generated by `python -m loadtest.scale` (`make bench-scale`). Each row is its own "
+        f"synthetic world (`offline_jobs.data.synthetic`, seed {world.seed}) with that many "
+        f"items and the same {world.num_users:,} users x {world.events_per_user} events, FIT "
+        f"trained on it for {settings.scale_train.epochs} epoch(s) and built by the job's own "
+        "code. Precompute: `precompute_items` (encode_items + the FAISS meta index, streamed "
+        f"into the item table's files, batches of {settings.scale_precompute_batch:,}). Build: "
+        "the whole bundle (precompute again, ONNX export, parity, manifest). Publish: the bundle "
+        "to the local Redis under a scratch prefix (the users' features first, not timed), "
+        "removed after. Ready: the service's start from Redis until `/readyz` is 200 (fetch and "
+        "verify every sha256, map the item table, warm up, including the fallback order over "
+        f"the whole catalogue). p50/p99: {settings.scale_requests} closed-loop requests of "
+        f"{settings.scale_candidates:,} candidates, each user's features and history read from "
+        "the feature store.",
         "",
-        "| items | precompute s | publish s | Redis MiB | ready s | service RSS MiB | p50 ms "
-        "| p99 ms |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| items | train s | test AUC | precompute s | build s | publish s | Redis MiB | ready s "
+        "| service RSS MiB | p50 ms | p99 ms |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.items:,} | {r.precompute_s:.2f} | {r.publish_s:.2f} | {r.redis_mib:.0f} | "
-            f"{r.ready_s:.2f} | {r.rss_mib:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |"
+            f"| {r.items:,} | {r.train_s:.1f} | {r.test_auc:.4f} | {r.precompute_s:.2f} | "
+            f"{r.build_s:.2f} | {r.publish_s:.2f} | {r.redis_mib:.0f} | {r.ready_s:.2f} | "
+            f"{r.rss_mib:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |"
         )
+    stages = sorted({stage for r in rows for stage in r.stages_ms})
+    if stages:
+        lines += [
+            "",
+            "Mean ms per request of each stage of `/prerank` (`prerank_stage_seconds`, timed "
+            "requests only):",
+            "",
+            "| items | " + " | ".join(stages) + " |",
+            "|--:|" + "--:|" * len(stages),
+        ]
+        for r in rows:
+            cells = " | ".join(f"{r.stages_ms.get(stage, 0.0):.3f}" for stage in stages)
+            lines.append(f"| {r.items:,} | {cells} |")
     lines += [
         "",
         f"**{verdict}**: p50 at {large.items:,} items / p50 at {small.items:,} items = "
@@ -188,7 +346,8 @@ def report(settings: ScaleSettings, rows: list[ScaleRow]) -> str:
         "Per item, from the largest row: precompute "
         f"{1e6 * large.precompute_s / large.items:.2f} us, publish "
         f"{1e6 * large.publish_s / large.items:.2f} us, Redis "
-        f"{large.redis_mib * MIB / large.items:.0f} bytes.",
+        f"{large.redis_mib * MIB / large.items:.0f} bytes, service start "
+        f"{1e6 * large.ready_s / large.items:.2f} us.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -199,29 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = load_settings(ScaleSettings)
-    source = newest_bundle(REPO_ROOT / "artifacts" / "bundles", "fit")
     client = settings.connect_redis()
     rows = []
     with tempfile.TemporaryDirectory(prefix="scale-") as scratch_dir:
-        scratch = Path(scratch_dir)
         for items in sorted(settings.scale_items):
             log.info("%d items", items)
-            bundle = tiled_bundle(source, scratch / "bundles", items)
-            precompute = time_precompute(bundle, settings)
-            publish_s, redis_mib = time_publish(bundle, settings, client)
-            ready, rss, latencies = serve_and_time(bundle, settings, scratch)
-            rows.append(
-                ScaleRow(
-                    items,
-                    precompute,
-                    publish_s,
-                    redis_mib,
-                    ready,
-                    rss,
-                    float(np.percentile(latencies, 50)),
-                    float(np.percentile(latencies, 99)),
-                )
-            )
+            rows.append(measure(items, settings, client, Path(scratch_dir)))
     client.close()
     text = report(settings, rows)
     write_text_atomically(settings.scale_report, text)

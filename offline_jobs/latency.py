@@ -68,6 +68,7 @@ class ServiceProcess:
             f"{ENV_PREFIX}HOST": "127.0.0.1",
             f"{ENV_PREFIX}PORT": str(self.port),
             f"{ENV_PREFIX}REDIS_URL": settings.redis_url,
+            f"{ENV_PREFIX}REDIS_CLUSTER": str(settings.redis_cluster).lower(),
             f"{ENV_PREFIX}REDIS_KEY_PREFIX": keys.prefix,
             f"{ENV_PREFIX}MAX_CANDIDATES": str(max_candidates),
             f"{ENV_PREFIX}POLL_INTERVAL_SECONDS": "0.1",

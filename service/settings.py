@@ -83,6 +83,12 @@ class ServiceSettings(CommonSettings):
         default=8, ge=1, description="worker threads running the CPU part of requests"
     )
     blas_threads: int = Field(default=1, ge=1, description="BLAS/OpenMP threads of numpy")
+    direct_index_max_ratio: float = Field(
+        default=4.0,
+        ge=0,
+        description="look candidate ids up in a direct id -> row array when the largest item id "
+        "+ 1 is at most this times the item count (4 bytes per id); else binary search",
+    )
     gc_freeze: bool = Field(
         default=True,
         description="after start-up, move every object alive then out of the garbage "

@@ -79,12 +79,27 @@ def _check_item_table(manifest: Manifest, arrays: Mapping[str, np.ndarray], sour
         )
 
 
+def direct_index(item_ids: np.ndarray, max_ratio: float) -> np.ndarray | None:
+    """item_ids [N] sorted, non-negative -> [max id + 1] int32 row of each id (-1: none), when
+    max id + 1 <= max_ratio * N (the index then costs at most 4 * max_ratio bytes per item);
+    None for sparse ids (hashed or 64-bit), which binary search serves instead."""
+    if not item_ids.size or item_ids[0] < 0 or item_ids[-1] + 1 > max_ratio * item_ids.size:
+        return None
+    if item_ids.size > np.iinfo(np.int32).max:
+        return None
+    index = np.full(int(item_ids[-1]) + 1, -1, dtype=np.int32)
+    index[item_ids] = np.arange(item_ids.size, dtype=np.int32)
+    return index
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One servable version.
 
     item_ids [N] int64 sorted; item_heads [N, H_v, d] float32; meta_index [N] int64;
-    item_features [N, S_i] int64 (to describe a user's history items).
+    item_features [N, S_i] int64 (to describe a user's history items); row_of_id
+    [max id + 1] int32 (-1: no such item) when the ids are dense enough for a direct index,
+    else None (binary search over item_ids).
     """
 
     manifest: Manifest
@@ -95,6 +110,7 @@ class Snapshot:
     item_heads: np.ndarray
     meta_index: np.ndarray
     item_features: np.ndarray
+    row_of_id: np.ndarray | None = None
 
     @property
     def version(self) -> str:
@@ -133,12 +149,14 @@ class Snapshot:
             )
         except Exception as exc:  # onnxruntime raises its own error types
             raise BundleError(f"{source}: ONNX Runtime cannot load a graph: {exc}") from exc
+        item_ids = arrays[ITEM_IDS_FILE].astype(np.int64, copy=False)
         return cls(  # no copies of arrays already in the right dtype: a mapping stays shared
             manifest=manifest,
             source=source,
             user_tower=user_tower,
             scorer=scorer,
-            item_ids=arrays[ITEM_IDS_FILE].astype(np.int64, copy=False),
+            row_of_id=direct_index(item_ids, settings.direct_index_max_ratio),
+            item_ids=item_ids,
             item_heads=np.ascontiguousarray(arrays[ITEM_HEADS_FILE], dtype=np.float32),
             meta_index=arrays[META_INDEX_FILE].astype(np.int64, copy=False),
             item_features=arrays[ITEM_FEATURES_FILE].astype(np.int64, copy=False),
@@ -178,9 +196,17 @@ class Snapshot:
         return cls.from_files(manifest, files, source, settings, arrays)
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """ids [n] int64 -> (rows [n] int64, known [n] bool), vectorised binary search."""
+        """ids [n] int64 -> (rows [n] int64, known [n] bool); an unknown id gets some valid row.
+
+        One read per id of the direct index where there is one, else a binary search over the
+        sorted ids, whose cost grows with log N and with the cache misses of a large table."""
         if not self.item_ids.size:
             return np.zeros(ids.size, np.int64), np.zeros(ids.size, bool)
+        if self.row_of_id is not None:
+            in_range = (ids >= 0) & (ids < self.row_of_id.size)
+            found = self.row_of_id[np.where(in_range, ids, 0)]
+            known = in_range & (found >= 0)
+            return np.maximum(found, 0).astype(np.int64), known
         rows = np.minimum(np.searchsorted(self.item_ids, ids), self.item_ids.size - 1)
         return rows, self.item_ids[rows] == ids
 

@@ -8,7 +8,7 @@ import torch
 
 from prerank_contract.features import PADDING_INDEX
 from service.settings import ServiceSettings
-from service.snapshot import Snapshot
+from service.snapshot import Snapshot, direct_index
 
 
 @pytest.fixture(scope="module")
@@ -16,11 +16,40 @@ def snapshot(fit_bundle) -> Snapshot:
     return Snapshot.from_dir(fit_bundle.path, ServiceSettings(use_redis=False))
 
 
-def test_lookup_finds_rows_and_flags_unknown_ids(snapshot: Snapshot) -> None:
+@pytest.fixture(scope="module")
+def searched(fit_bundle) -> Snapshot:
+    """The same bundle without a direct index: every lookup a binary search."""
+    settings = ServiceSettings(use_redis=False, direct_index_max_ratio=0)
+    return Snapshot.from_dir(fit_bundle.path, settings)
+
+
+def test_a_dense_catalogue_gets_a_direct_index_a_sparse_one_none() -> None:
+    dense = np.array([1, 2, 3, 5, 8], dtype=np.int64)
+    index = direct_index(dense, max_ratio=2.0)
+    assert index is not None and index.tolist() == [-1, 0, 1, 2, -1, 3, -1, -1, 4]
+    assert direct_index(dense, max_ratio=1.5) is None  # 9 ids of room for 5 items
+    assert direct_index(np.array([3, 10**15], dtype=np.int64), max_ratio=4.0) is None
+
+
+@pytest.mark.parametrize("table", ["snapshot", "searched"])
+def test_lookup_finds_rows_and_flags_unknown_ids(table: str, request) -> None:
+    snapshot: Snapshot = request.getfixturevalue(table)
+    assert (snapshot.row_of_id is None) is (table == "searched")
     ids = np.array([snapshot.item_ids[5], -3, snapshot.item_ids[0], 10**12, snapshot.item_ids[-1]])
     rows, known = snapshot.lookup(ids)
     assert known.tolist() == [True, False, True, False, True]
     assert snapshot.item_ids[rows[known]].tolist() == ids[known].tolist()
+    assert rows.dtype == np.int64 and ((rows >= 0) & (rows < snapshot.item_ids.size)).all()
+
+
+def test_direct_index_and_binary_search_agree(snapshot: Snapshot, searched: Snapshot) -> None:
+    rng = np.random.default_rng(0)
+    top = int(snapshot.item_ids[-1])
+    ids = rng.integers(-5, top + 50, size=5_000)  # known ids, gaps, negatives, past the end
+    direct_rows, direct_known = snapshot.lookup(ids)
+    searched_rows, searched_known = searched.lookup(ids)
+    assert direct_known.tolist() == searched_known.tolist()
+    assert direct_rows[direct_known].tolist() == searched_rows[searched_known].tolist()
 
 
 def test_history_drops_unknown_ids_keeps_the_most_recent_and_left_pads(snapshot: Snapshot) -> None:
