@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +58,7 @@ P50_GOAL = 1.2  # p50 at the largest catalogue over p50 at the smallest
 SCAN_BATCH = 1000
 STAGE_METRIC = "prerank_stage_seconds"
 METRICS_TIMEOUT_SECONDS = 10.0
+HEADERS = {DEADLINE_HEADER: "60000"}  # a benchmark measures the model, never the fallback
 
 
 class ScaleSettings(LoadSettings):
@@ -75,6 +76,9 @@ class ScaleSettings(LoadSettings):
     scale_candidates: int = Field(default=1_000, ge=1, description="candidates per request")
     scale_requests: int = Field(default=1_000, ge=1, description="timed requests per catalogue")
     scale_warmup: int = Field(default=30, ge=0, description="untimed requests first")
+    scale_rounds: int = Field(
+        default=10, ge=1, description="interleaved blocks the timed requests are split into"
+    )
     scale_precompute_batch: int = Field(
         default=65_536, ge=1, description="items per encode_items batch"
     )
@@ -239,58 +243,116 @@ def stage_means_ms(
     return means
 
 
-def serve_and_time(
-    keys: RedisKeys, world: World, settings: ScaleSettings, scratch: Path
-) -> tuple[float, float, np.ndarray, dict[str, float]]:
-    """(seconds to ready, RSS MiB, latencies ms, mean ms per stage) of the service following
-    `keys` in Redis."""
+@dataclass
+class Catalogue:
+    """One catalogue size on its way through the benchmark: built, published, served."""
+
+    world: World
+    bundle: Path
+    precompute_s: float
+    build_s: float
+    publish_s: float = 0.0
+    redis_mib: float = 0.0
+    ready_s: float = 0.0
+    service: ServiceProcess | None = None
+    bodies: list[bytes] = field(default_factory=list)
+    latencies_ms: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def items(self) -> int:
+        return self.world.data.num_items
+
+
+def start_serving(
+    catalogue: Catalogue,
+    keys: RedisKeys,
+    settings: ScaleSettings,
+    scratch: Path,
+    stack: ExitStack,
+) -> None:
+    """Start the service following `keys` in Redis (stopped when `stack` closes; started alone,
+    so its start is timed uncontended) and warm it with untimed requests."""
     rng = np.random.default_rng(settings.load_seed)
-    bodies = request_bodies(
-        world.data, settings.scale_candidates, settings.scale_warmup + settings.scale_requests, rng
+    catalogue.bodies = request_bodies(
+        catalogue.world.data,
+        settings.scale_candidates,
+        settings.scale_warmup + settings.scale_requests,
+        rng,
+    )
+    service = ServiceProcess(
+        settings, keys, scratch / f"service-{catalogue.items}.log", settings.scale_candidates
     )
     started = time.perf_counter()
-    service = ServiceProcess(
-        settings,
-        keys,
-        scratch / f"service-{world.data.num_items}.log",
-        settings.scale_candidates,
-    )
-    with service:
-        ready = time.perf_counter() - started
-        headers = {DEADLINE_HEADER: "60000"}
-        closed_loop(f"{service.url}/prerank", bodies[: settings.scale_warmup], headers)
-        before = stage_totals(service.url)
-        run = closed_loop(f"{service.url}/prerank", bodies[settings.scale_warmup :], headers)
-        stages = stage_means_ms(before, stage_totals(service.url))
-        rss = sum(p.memory_info().rss for p in service.processes()) / MIB
-    if run.errors or run.degraded:
-        raise RuntimeError(
-            f"{run.errors} failed and {run.degraded} degraded requests at "
-            f"{world.data.num_items} items; see {service.log_path}"
+    catalogue.service = stack.enter_context(service)
+    catalogue.ready_s = time.perf_counter() - started
+    closed_loop(f"{service.url}/prerank", catalogue.bodies[: settings.scale_warmup], HEADERS)
+
+
+def timed_rounds(catalogues: list[Catalogue], settings: ScaleSettings) -> dict[int, dict]:
+    """The timed requests of every catalogue in `scale_rounds` interleaved blocks (ABAB...), so
+    a slow spell of the machine falls on every catalogue alike; mean ms per stage of each."""
+    before = {c.items: stage_totals(served(c).url) for c in catalogues}
+    timed = {c.items: c.bodies[settings.scale_warmup :] for c in catalogues}
+    per_round = -(-settings.scale_requests // settings.scale_rounds)
+    for start in range(0, settings.scale_requests, per_round):
+        for catalogue in catalogues:
+            block = timed[catalogue.items][start : start + per_round]
+            run = closed_loop(f"{served(catalogue).url}/prerank", block, HEADERS)
+            if run.errors or run.degraded:
+                raise RuntimeError(
+                    f"{run.errors} failed and {run.degraded} degraded requests at "
+                    f"{catalogue.items} items; see {served(catalogue).log_path}"
+                )
+            catalogue.latencies_ms.append(run.latencies_ms)
+    return {
+        c.items: stage_means_ms(before[c.items], stage_totals(served(c).url)) for c in catalogues
+    }
+
+
+def served(catalogue: Catalogue) -> ServiceProcess:
+    if catalogue.service is None:
+        raise RuntimeError(f"the {catalogue.items}-item catalogue is not being served")
+    return catalogue.service
+
+
+def run_scale(settings: ScaleSettings, client: RedisClient, scratch: Path) -> list[ScaleRow]:
+    """Every catalogue size built, published and served at once; the timed requests
+    interleaved; every service stopped and every scratch key removed after."""
+    catalogues = []
+    for items in sorted(settings.scale_items):
+        log.info("%d items", items)
+        world = train_world(items, settings, scratch)
+        precompute_s = time_precompute(world, scratch)
+        bundle, build_s = time_build(world)
+        catalogues.append(Catalogue(world, bundle, precompute_s, build_s))
+    with ExitStack() as stack:
+        for catalogue in catalogues:
+            keys, catalogue.publish_s, catalogue.redis_mib = stack.enter_context(
+                published(catalogue.bundle, catalogue.world, settings, client)
+            )
+            start_serving(catalogue, keys, settings, scratch, stack)
+        stages = timed_rounds(catalogues, settings)
+        rss = {
+            c.items: sum(p.memory_info().rss for p in served(c).processes()) / MIB
+            for c in catalogues
+        }
+    return [
+        ScaleRow(
+            items=c.items,
+            train_s=c.world.metrics.train_seconds,
+            test_auc=c.world.metrics.splits["test"].auc,
+            precompute_s=c.precompute_s,
+            build_s=c.build_s,
+            publish_s=c.publish_s,
+            redis_mib=c.redis_mib,
+            ready_s=c.ready_s,
+            rss_mib=rss[c.items],
+            p50_ms=float(np.percentile(np.concatenate(c.latencies_ms), 50)),
+            p99_ms=float(np.percentile(np.concatenate(c.latencies_ms), 99)),
+            stages_ms=stages[c.items],
         )
-    return ready, rss, run.latencies_ms, stages
-
-
-def measure(items: int, settings: ScaleSettings, client: RedisClient, scratch: Path) -> ScaleRow:
-    world = train_world(items, settings, scratch)
-    precompute_s = time_precompute(world, scratch)
-    bundle, build_s = time_build(world)
-    with published(bundle, world, settings, client) as (keys, publish_s, redis_mib):
-        ready, rss, latencies, stages = serve_and_time(keys, world, settings, scratch)
-    return ScaleRow(
-        items=items,
-        train_s=world.metrics.train_seconds,
-        test_auc=world.metrics.splits["test"].auc,
-        precompute_s=precompute_s,
-        build_s=build_s,
-        publish_s=publish_s,
-        redis_mib=redis_mib,
-        ready_s=ready,
-        rss_mib=rss,
-        p50_ms=float(np.percentile(latencies, 50)),
-        p99_ms=float(np.percentile(latencies, 99)),
-        stages_ms=stages,
-    )
+        for c in catalogues
+    ]
 
 
 def report(settings: ScaleSettings, rows: list[ScaleRow]) -> str:
@@ -312,8 +374,10 @@ def report(settings: ScaleSettings, rows: list[ScaleRow]) -> str:
         "removed after. Ready: the service's start from Redis until `/readyz` is 200 (fetch and "
         "verify every sha256, map the item table, warm up, including the fallback order over "
         f"the whole catalogue). p50/p99: {settings.scale_requests} closed-loop requests of "
-        f"{settings.scale_candidates:,} candidates, each user's features and history read from "
-        "the feature store.",
+        f"{settings.scale_candidates:,} candidates per catalogue, each user's features and "
+        "history read from the feature store; every catalogue's service runs at once and the "
+        f"requests go in {settings.scale_rounds} interleaved blocks (ABAB...), so a slow spell "
+        "of the machine falls on both alike.",
         "",
         "| items | train s | test AUC | precompute s | build s | publish s | Redis MiB | ready s "
         "| service RSS MiB | p50 ms | p99 ms |",
@@ -359,11 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = load_settings(ScaleSettings)
     client = settings.connect_redis()
-    rows = []
     with tempfile.TemporaryDirectory(prefix="scale-") as scratch_dir:
-        for items in sorted(settings.scale_items):
-            log.info("%d items", items)
-            rows.append(measure(items, settings, client, Path(scratch_dir)))
+        rows = run_scale(settings, client, Path(scratch_dir))
     client.close()
     text = report(settings, rows)
     write_text_atomically(settings.scale_report, text)

@@ -7,29 +7,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.scale import ScaleRow, ScaleSettings, measure, report
+from loadtest.scale import ScaleRow, ScaleSettings, report, run_scale
 from offline_jobs.train import TrainConfig
 from tests.conftest import TEST_GATE, TINY_MODEL, TINY_WORLD
 
-ITEMS = 2_000
+ITEMS = (500, 2_000)
 
 
 def test_each_step_on_a_small_catalogue(redis_client, tmp_path: Path) -> None:
     settings = ScaleSettings(
+        scale_items=ITEMS,
         scale_world=TINY_WORLD,
         scale_model=TINY_MODEL,
         scale_train=TrainConfig(epochs=1, batch_size=256),
         scale_candidates=200,
         scale_requests=40,
         scale_warmup=5,
+        scale_rounds=4,
         scale_precompute_batch=512,
         gate=TEST_GATE,
     )
-    row = measure(ITEMS, settings, redis_client, tmp_path)
-    assert row.items == ITEMS and row.train_s > 0 and 0 < row.test_auc < 1
-    assert row.precompute_s > 0 and row.build_s > row.precompute_s / 10
-    assert row.publish_s > 0 and row.redis_mib > 0
-    assert row.ready_s > 0 and row.rss_mib > 0 and 0 < row.p50_ms <= row.p99_ms
+    rows = run_scale(settings, redis_client, tmp_path)
+    assert [row.items for row in rows] == list(ITEMS)
+    for row in rows:
+        assert row.train_s > 0 and 0 < row.test_auc < 1
+        assert row.precompute_s > 0 and row.build_s > row.precompute_s / 10
+        assert row.publish_s > 0 and row.redis_mib > 0
+        assert row.ready_s > 0 and row.rss_mib > 0 and 0 < row.p50_ms <= row.p99_ms
+        assert {"gather", "user_tower", "scorer"} <= set(row.stages_ms)
     assert not list(redis_client.scan_iter(match="scale-*"))  # the scratch prefix is removed
 
 
