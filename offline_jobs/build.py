@@ -115,9 +115,11 @@ def build_bundle(
     *,
     progress: bool = True,
     world: DistributedWorld | None = None,
+    train_samples: int | None = None,
 ) -> tuple[Path, Manifest]:
     """Precompute items into the bundle's temp directory, export and check ONNX, and write the
-    bundle atomically.
+    bundle atomically. `train_samples`: how many training samples there were when they were
+    not in `data` (read from a sample store).
 
     Under torchrun (`world`) this runs on rank 0 while every other rank runs
     `contribute_to_bundle` for the same model: each rank precomputes its slice of the item table
@@ -166,7 +168,12 @@ def build_bundle(
                 fingerprint=data.fingerprint(),
                 users=data.num_users,
                 items=data.num_items,
-                samples={split: int(idx.size) for split, idx in data.splits.items()},
+                samples={
+                    split: int(idx.size)
+                    if split != "train" or train_samples is None
+                    else train_samples
+                    for split, idx in data.splits.items()
+                },
             ),
             feature_schema=data.schema,
             config={

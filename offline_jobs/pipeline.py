@@ -6,7 +6,10 @@ reused, so a second run trains nothing; a version already active in Redis is not
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -15,7 +18,8 @@ from offline_jobs.build import build_bundle, config_fingerprint, contribute_to_b
 from offline_jobs.data.amazon import load_amazon
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
-from offline_jobs.data.synthetic import generate_synthetic
+from offline_jobs.data.stream import SampleStore
+from offline_jobs.data.synthetic import generate_synthetic, write_synthetic_store
 from offline_jobs.data.taobao import load_taobao
 from offline_jobs.distributed import (
     DistributedWorld,
@@ -45,6 +49,45 @@ def load_dataset(settings: JobSettings, *, progress: bool = True) -> Interaction
     if settings.dataset == "taobao":
         return load_taobao(settings.taobao, progress=progress)
     return generate_synthetic(settings.synthetic, progress=progress)
+
+
+def load_training_data(
+    settings: JobSettings, stack: ExitStack, *, progress: bool = True
+) -> tuple[InteractionData, SampleStore | None]:
+    """The dataset, and with PRERANK_TRAIN_STORE its training samples in a sample store instead
+    of memory (in a scratch directory under the artifacts, removed when `stack` closes)."""
+    if not settings.train_store:
+        return load_dataset(settings, progress=progress), None
+    if settings.dataset != "synthetic":
+        raise ValueError(
+            f"PRERANK_TRAIN_STORE: the {settings.dataset} loader reads its files whole; only the "
+            "synthetic generator writes its samples to a store (offline_jobs/data/stream.py)"
+        )
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(
+        stack.enter_context(
+            tempfile.TemporaryDirectory(prefix=".train-store-", dir=settings.artifacts_dir)
+        )
+    )
+    store, data = write_synthetic_store(
+        settings.synthetic,
+        scratch / "train",
+        chunk_rows=settings.train_store_chunk_rows,
+        progress=progress,
+    )
+    log.info("training samples: %d rows in the store at %s", store.rows, store.path)
+    return data, store
+
+
+def training_fingerprint(data: InteractionData, store: SampleStore | None) -> str:
+    """What the models are trained and evaluated on: the data's fingerprint, and the store's
+    column checksums when the training samples are in a store rather than in `data`."""
+    if store is None:
+        return data.fingerprint()
+    digest = hashlib.sha256(data.fingerprint().encode())
+    for name, column in sorted(store.manifest.columns.items()):
+        digest.update(f"{name}:{column.sha256}".encode())
+    return digest.hexdigest()
 
 
 def find_reusable_bundle(bundles_dir: Path, fingerprint: str) -> tuple[Path, Manifest] | None:
@@ -85,6 +128,7 @@ def build_all(
     retrain: bool,
     progress: bool,
     world: DistributedWorld | None = None,
+    store: SampleStore | None = None,
 ) -> dict[str, tuple[Path, Manifest]]:
     """Train and evaluate every model of `settings.models` on the same data and budget, then
     write one bundle each (every manifest also records the others' metrics).
@@ -100,7 +144,7 @@ def build_all(
             f"PRERANK_SERVE_MODEL={settings.serve_model!r} is not in "
             f"PRERANK_MODELS={list(settings.models)}"
         )
-    dataset_fp = data.fingerprint()
+    dataset_fp = training_fingerprint(data, store)
     fingerprints = {
         name: config_fingerprint(settings, name, dataset_fp) for name in settings.models
     }
@@ -124,7 +168,8 @@ def build_all(
     trained, metrics = {}, {}
     for name in settings.models:
         model = new_model(name, data.schema, settings.model, settings.train.seed)
-        result = train_model(model, data, settings.train, progress=progress, world=world)
+        samples = data if store is None else store
+        result = train_model(model, samples, settings.train, progress=progress, world=world)
         trained[name] = model  # every rank: each precomputes a slice of the item table
         if world is not None and not world.is_main:
             continue
@@ -150,6 +195,7 @@ def build_all(
             fingerprints[name],
             progress=progress,
             world=world,
+            train_samples=None if store is None else store.rows,
         )
         for name, model in trained.items()
     }
@@ -181,15 +227,21 @@ def run_job(
     progress: bool,
     world: DistributedWorld | None,
 ) -> dict[str, tuple[Path, Manifest]]:
-    data = load_dataset(settings, progress=progress)
-    log.info(
-        "dataset %s: %d users, %d items, samples %s",
-        data.name,
-        data.num_users,
-        data.num_items,
-        {k: int(v.size) for k, v in data.splits.items()},
-    )
-    bundles = build_all(settings, data, retrain=retrain, progress=progress, world=world)
+    with ExitStack() as stack:  # a training store lives as long as the job
+        data, store = load_training_data(settings, stack, progress=progress)
+        samples = {k: int(v.size) for k, v in data.splits.items()}
+        if store is not None:
+            samples["train"] = store.rows
+        log.info(
+            "dataset %s: %d users, %d items, samples %s",
+            data.name,
+            data.num_users,
+            data.num_items,
+            samples,
+        )
+        bundles = build_all(
+            settings, data, retrain=retrain, progress=progress, world=world, store=store
+        )
     if not bundles:  # a rank other than 0 of a torchrun job: its part is done
         return bundles
     served_path, _ = bundles[settings.serve_model]

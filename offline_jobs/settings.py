@@ -44,6 +44,14 @@ class JobSettings(CommonSettings):
     parity_items: int = Field(
         default=8192, ge=1, description="item rows of the parity batch, spread over the catalogue"
     )
+    train_store: bool = Field(
+        default=False,
+        description="train from an on-disk sample store written and read one chunk at a time "
+        "(synthetic data only), so training memory does not grow with the samples",
+    )
+    train_store_chunk_rows: int = Field(
+        default=65_536, ge=1, description="rows per chunk of the training sample store"
+    )
     precompute_batch_size: int = Field(default=8192, ge=1, description="items per batch")
     publish_chunk_bytes: int = Field(default=4 << 20, ge=1024, description="Redis value size")
     publish_orphan_min_idle_seconds: float = Field(

@@ -93,3 +93,31 @@ def test_invalid_settings_are_a_one_message_error_not_a_traceback(tmp_path: Path
     assert result.returncode == 2
     assert "invalid PRERANK_* settings" in result.stderr and "epochs" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_trains_from_a_sample_store_and_removes_it(tmp_path: Path, tiny_data) -> None:
+    result = run_job(
+        tmp_path,
+        "unused:",
+        "--no-publish",
+        PRERANK_TRAIN_STORE="true",
+        PRERANK_MODELS='["fit"]',
+        PRERANK_SERVE_MODEL="fit",
+        PRERANK_TRAIN_STORE_CHUNK_ROWS="500",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "training samples:" in result.stderr and "rows in the store" in result.stderr
+    manifest = json.loads((tmp_path / "bundles" / "current" / "manifest.json").read_text())
+    # the same world as in memory: every split's size, the train split read from the store
+    expected = {split: int(idx.size) for split, idx in tiny_data.splits.items()}
+    assert manifest["dataset"]["samples"] == expected
+    assert manifest["metrics"]["splits"]["test"]["auc"] > 0.5
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".train-store-")]
+
+
+def test_a_store_for_a_loader_that_reads_files_whole_is_refused(tmp_path: Path) -> None:
+    result = run_job(
+        tmp_path, "unused:", "--no-publish", PRERANK_TRAIN_STORE="true", PRERANK_DATASET="ml-100k"
+    )
+    assert result.returncode == 2
+    assert "PRERANK_TRAIN_STORE: the ml-100k loader reads its files whole" in result.stderr
