@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -152,20 +152,7 @@ class Batch:
 
 def make_batch(data: InteractionData, indices: np.ndarray) -> Batch:
     """The samples' rows: per-sample overrides where the data has them, else the table rows."""
-    return gather_batch(
-        data.user_features,
-        data.item_features,
-        user_ids=data.user_ids[indices],
-        item_ids=data.item_ids[indices],
-        labels=data.labels[indices],
-        histories=data.histories[indices],
-        sample_user_features=(
-            None if data.sample_user_features is None else data.sample_user_features[indices]
-        ),
-        sample_item_features=(
-            None if data.sample_item_features is None else data.sample_item_features[indices]
-        ),
-    )
+    return SampleRows.of(data, indices).gather(data.user_features, data.item_features)
 
 
 def gather_batch(
@@ -196,3 +183,72 @@ def gather_batch(
         ),
         labels=labels,
     )
+
+
+@dataclass(frozen=True)
+class SampleRows:
+    """The per-sample columns of n samples (one chunk, one batch, one block of users).
+
+    user_ids, item_ids, timestamps [n] int64; labels [n] float32; histories [n, L] int64;
+    sample_user_features [n, S_u] / sample_item_features [n, S_i] int64, or None.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    labels: np.ndarray
+    timestamps: np.ndarray
+    histories: np.ndarray
+    sample_user_features: np.ndarray | None = None
+    sample_item_features: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.user_ids.shape[0])
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Column name -> array, the optional columns only where present."""
+        found = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: array for name, array in found.items() if array is not None}
+
+    def take(self, rows: np.ndarray) -> SampleRows:
+        """The rows `rows` (positions in this block), in that order: a copy."""
+        return SampleRows(**{name: array[rows] for name, array in self.columns().items()})
+
+    def slice(self, start: int, stop: int) -> SampleRows:
+        """Rows [start, stop): views, no copy."""
+        return SampleRows(**{name: array[start:stop] for name, array in self.columns().items()})
+
+    @classmethod
+    def of(cls, data: InteractionData, indices: np.ndarray) -> SampleRows:
+        """Samples `indices` of in-memory data."""
+        return cls(
+            user_ids=data.user_ids[indices],
+            item_ids=data.item_ids[indices],
+            labels=data.labels[indices],
+            timestamps=data.timestamps[indices],
+            histories=data.histories[indices],
+            sample_user_features=(
+                None if data.sample_user_features is None else data.sample_user_features[indices]
+            ),
+            sample_item_features=(
+                None if data.sample_item_features is None else data.sample_item_features[indices]
+            ),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[SampleRows]) -> SampleRows:
+        names = parts[0].columns().keys()
+        return cls(**{name: np.concatenate([p.columns()[name] for p in parts]) for name in names})
+
+    def gather(self, user_table: np.ndarray, item_table: np.ndarray) -> Batch:
+        """These samples as one training batch, their rows gathered from the feature tables
+        (`gather_batch`)."""
+        return gather_batch(
+            user_table,
+            item_table,
+            user_ids=self.user_ids,
+            item_ids=self.item_ids,
+            labels=self.labels,
+            histories=self.histories,
+            sample_user_features=self.sample_user_features,
+            sample_item_features=self.sample_item_features,
+        )

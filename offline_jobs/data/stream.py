@@ -35,7 +35,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
@@ -43,7 +43,7 @@ from typing import BinaryIO, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from offline_jobs.data.dataset import Batch, InteractionData, gather_batch
+from offline_jobs.data.dataset import Batch, InteractionData, SampleRows
 from offline_jobs.distributed import rank_shard
 from prerank_contract.bundle import fsync_dir, sha256_file
 from prerank_contract.features import FeatureSchema
@@ -115,74 +115,6 @@ class FeatureTables:
 
 def column_dtype(name: str) -> np.dtype:
     return LABEL_DTYPE if name == "labels" else ID_DTYPE
-
-
-@dataclass(frozen=True)
-class SampleRows:
-    """The per-sample columns of n samples (one chunk, one batch, one block of users).
-
-    user_ids, item_ids, timestamps [n] int64; labels [n] float32; histories [n, L] int64;
-    sample_user_features [n, S_u] / sample_item_features [n, S_i] int64, or None.
-    """
-
-    user_ids: np.ndarray
-    item_ids: np.ndarray
-    labels: np.ndarray
-    timestamps: np.ndarray
-    histories: np.ndarray
-    sample_user_features: np.ndarray | None = None
-    sample_item_features: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.user_ids.shape[0])
-
-    def columns(self) -> dict[str, np.ndarray]:
-        """Column name -> array, the optional columns only where present."""
-        found = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {name: array for name, array in found.items() if array is not None}
-
-    def take(self, rows: np.ndarray) -> SampleRows:
-        """The rows `rows` (positions in this block), in that order: a copy."""
-        return SampleRows(**{name: array[rows] for name, array in self.columns().items()})
-
-    def slice(self, start: int, stop: int) -> SampleRows:
-        """Rows [start, stop): views, no copy."""
-        return SampleRows(**{name: array[start:stop] for name, array in self.columns().items()})
-
-    @classmethod
-    def of(cls, data: InteractionData, indices: np.ndarray) -> SampleRows:
-        """Samples `indices` of in-memory data."""
-        return cls(
-            user_ids=data.user_ids[indices],
-            item_ids=data.item_ids[indices],
-            labels=data.labels[indices],
-            timestamps=data.timestamps[indices],
-            histories=data.histories[indices],
-            sample_user_features=(
-                None if data.sample_user_features is None else data.sample_user_features[indices]
-            ),
-            sample_item_features=(
-                None if data.sample_item_features is None else data.sample_item_features[indices]
-            ),
-        )
-
-    @classmethod
-    def concat(cls, parts: list[SampleRows]) -> SampleRows:
-        names = parts[0].columns().keys()
-        return cls(**{name: np.concatenate([p.columns()[name] for p in parts]) for name in names})
-
-    def batch(self, tables: FeatureTables) -> Batch:
-        """These samples as one training batch (`gather_batch` over the tables)."""
-        return gather_batch(
-            tables.user_features,
-            tables.item_features,
-            user_ids=self.user_ids,
-            item_ids=self.item_ids,
-            labels=self.labels,
-            histories=self.histories,
-            sample_user_features=self.sample_user_features,
-            sample_item_features=self.sample_item_features,
-        )
 
 
 class StoreColumn(BaseModel):
@@ -649,7 +581,7 @@ class StoreSamples:
             if ends:
                 part = pending[0] if len(pending) == 1 else SampleRows.concat(pending)
                 pending = []
-                yield part.batch(self.store.tables)
+                yield part.gather(self.store.tables.user_features, self.store.tables.item_features)
 
 
 def write_split_store(

@@ -26,11 +26,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from offline_jobs.data.dataset import InteractionData, left_pad, random_split
+from offline_jobs.data.dataset import InteractionData, SampleRows, left_pad, random_split
 from offline_jobs.data.stream import (
     DEFAULT_CHUNK_ROWS,
     FeatureTables,
-    SampleRows,
     SampleStore,
     SampleStoreWriter,
     shuffle_store,

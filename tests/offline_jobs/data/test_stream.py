@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from offline_jobs.data.dataset import InteractionData, make_batch
+from offline_jobs.data.dataset import InteractionData, SampleRows, make_batch
 from offline_jobs.data.stream import (
     FeatureTables,
-    SampleRows,
     SampleStore,
     SampleStoreWriter,
     StoreError,
