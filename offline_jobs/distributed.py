@@ -75,11 +75,21 @@ def start_distributed() -> DistributedWorld | None:
 
 
 def leave_distributed() -> None:
-    """Leave the process group without waiting for the others (after a failure they may never
-    arrive; after the last exchange there is nothing left to wait for); a no-op when none is
-    joined."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group: with every rank at once (a barrier first) unless an exchange
+    already failed, in which case every rank raised at that exchange and leaves at once too. A
+    no-op when none is joined.
+
+    The barrier matters: a gloo process that destroys its group while a peer still holds the
+    connections can be aborted by the C++ runtime (seen here: rank 1 ended with SIGABRT,
+    "terminate called without an active exception", right after the last precompute exchange
+    while rank 0 was still writing the bundle). A rank that fails on its own, outside an
+    exchange, still meets the others here; if they wait in another collective instead, the
+    process group's timeout (or torchrun stopping them) ends the wait."""
+    if not dist.is_initialized():
+        return
+    if not _exchange_failed:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def broadcast_from_main(value: object) -> object:
@@ -87,6 +97,10 @@ def broadcast_from_main(value: object) -> object:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+# Set once an exchange reported a failure (on every rank at the same exchange).
+_exchange_failed = False
 
 
 class RankFailedError(RuntimeError):
@@ -121,9 +135,12 @@ def gather_outcomes(step: Callable[[], T], what: str) -> list[T]:
         outcome = RankFailure(rank, f"{exc.__class__.__name__}: {exc}")
     outcomes: list[T | RankFailure | None] = [None] * dist.get_world_size()
     dist.all_gather_object(outcomes, outcome)
+    failed = [o for o in outcomes if isinstance(o, RankFailure)]
+    if failed:
+        global _exchange_failed
+        _exchange_failed = True  # every rank saw it: none waits for another when leaving
     if failure is not None:
         raise failure
-    failed = [o for o in outcomes if isinstance(o, RankFailure)]
     if failed:
         raise RankFailedError(f"{what}: " + "; ".join(f"rank {f.rank}: {f.error}" for f in failed))
     return cast(list[T], outcomes)

@@ -215,8 +215,7 @@ def run_pipeline(
             logging.getLogger().setLevel(logging.WARNING)
         return run_job(settings, retrain=retrain, publish=publish, progress=progress, world=world)
     finally:
-        # The precompute exchanges are the last collectives: no rank waits for another here.
-        leave_distributed()
+        leave_distributed()  # every rank together: the others wait here for rank 0's bundles
 
 
 def run_job(
