@@ -48,10 +48,13 @@ def code_fingerprint(sources: tuple[str, ...] = CODE_PACKAGES) -> str:
     return digest.hexdigest()
 
 
-def config_fingerprint(settings: JobSettings, model_name: str, dataset_fingerprint: str) -> str:
-    """Identifies what a bundle was built from (settings, data, code, bundle format); equal
-    fingerprints mean a bundle can be reused."""
-    payload = {
+def config_fingerprint(
+    settings: JobSettings, model_name: str, dataset_fingerprint: str, training_ranks: int = 1
+) -> str:
+    """Identifies what a bundle was built from (settings, data, code, bundle format, and how
+    many DDP ranks trained it: each rank sees its own shard and batch, so the weights differ);
+    equal fingerprints mean a bundle can be reused."""
+    payload: dict[str, object] = {
         "format_version": FORMAT_VERSION,
         "code": code_fingerprint(),
         "model_name": model_name,
@@ -61,6 +64,8 @@ def config_fingerprint(settings: JobSettings, model_name: str, dataset_fingerpri
         "dataset": dataset_fingerprint,
         "parity_tolerance": settings.parity_tolerance,
     }
+    if training_ranks != 1:  # absent for one process: single-process fingerprints stay as they were
+        payload["training_ranks"] = training_ranks
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -146,7 +146,10 @@ def build_all(
         )
     dataset_fp = training_fingerprint(data, store)
     fingerprints = {
-        name: config_fingerprint(settings, name, dataset_fp) for name in settings.models
+        name: config_fingerprint(
+            settings, name, dataset_fp, 1 if world is None else world.world_size
+        )
+        for name in settings.models
     }
     if not retrain:
         found = {

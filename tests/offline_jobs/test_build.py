@@ -21,6 +21,9 @@ def test_fingerprint_changes_with_settings_data_and_code(
     assert base != build.config_fingerprint(settings, "two_tower", "data-a")
     epochs = settings.model_copy(update={"train": settings.train.model_copy(update={"epochs": 9})})
     assert base != build.config_fingerprint(epochs, "fit", "data-a")
+    # trained by 2 DDP ranks: other weights, another fingerprint; one process: unchanged
+    assert base != build.config_fingerprint(settings, "fit", "data-a", training_ranks=2)
+    assert base == build.config_fingerprint(settings, "fit", "data-a", training_ranks=1)
 
     # A copy of the code: same fingerprint; one edited line in the model package: another one.
     for package in build.CODE_PACKAGES:
