@@ -110,6 +110,15 @@ def parity_sample(
     )
 
 
+def split_sizes(data: InteractionData, train_rows: int | None = None) -> dict[str, int]:
+    """Samples per split; `train_rows` replaces the train split's when the training samples
+    live in a sample store rather than in `data`."""
+    sizes = {split: int(indices.size) for split, indices in data.splits.items()}
+    if train_rows is not None:
+        sizes["train"] = train_rows
+    return sizes
+
+
 def build_bundle(
     model: PrerankModel,
     metrics: ModelMetrics,
@@ -120,11 +129,11 @@ def build_bundle(
     *,
     progress: bool = True,
     world: DistributedWorld | None = None,
-    train_samples: int | None = None,
+    samples: dict[str, int] | None = None,
 ) -> tuple[Path, Manifest]:
     """Precompute items into the bundle's temp directory, export and check ONNX, and write the
-    bundle atomically. `train_samples`: how many training samples there were when they were
-    not in `data` (read from a sample store).
+    bundle atomically. `samples`: the size of each split, when they are not all in `data`
+    (training samples read from a sample store); default: `data`'s.
 
     Under torchrun (`world`) this runs on rank 0 while every other rank runs
     `contribute_to_bundle` for the same model: each rank precomputes its slice of the item table
@@ -173,12 +182,7 @@ def build_bundle(
                 fingerprint=data.fingerprint(),
                 users=data.num_users,
                 items=data.num_items,
-                samples={
-                    split: int(idx.size)
-                    if split != "train" or train_samples is None
-                    else train_samples
-                    for split, idx in data.splits.items()
-                },
+                samples=samples or split_sizes(data),
             ),
             feature_schema=data.schema,
             config={

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import torch
 
-from offline_jobs.build import build_bundle, config_fingerprint, contribute_to_bundle
+from offline_jobs.build import (
+    build_bundle,
+    config_fingerprint,
+    contribute_to_bundle,
+    split_sizes,
+)
 from offline_jobs.data.amazon import load_amazon
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
@@ -198,7 +203,7 @@ def build_all(
             fingerprints[name],
             progress=progress,
             world=world,
-            train_samples=None if store is None else store.rows,
+            samples=split_sizes(data, None if store is None else store.rows),
         )
         for name, model in trained.items()
     }
@@ -231,15 +236,12 @@ def run_job(
 ) -> dict[str, tuple[Path, Manifest]]:
     with ExitStack() as stack:  # a training store lives as long as the job
         data, store = load_training_data(settings, stack, progress=progress)
-        samples = {k: int(v.size) for k, v in data.splits.items()}
-        if store is not None:
-            samples["train"] = store.rows
         log.info(
             "dataset %s: %d users, %d items, samples %s",
             data.name,
             data.num_users,
             data.num_items,
-            samples,
+            split_sizes(data, None if store is None else store.rows),
         )
         bundles = build_all(
             settings, data, retrain=retrain, progress=progress, world=world, store=store
