@@ -25,7 +25,9 @@ class ModelConfig(BaseModel):
     user_heads: int = Field(default=4, gt=0, description="H_u")
     item_heads: int = Field(default=4, gt=0, description="H_v")
     num_meta_queries: int = Field(default=32, gt=0, description="K: rows of the meta matrix")
-    din_hidden: tuple[int, ...] = Field(default=(64,), description="DIN attention MLP")
+    din_hidden: tuple[int, ...] = Field(
+        default=(), description="DIN attention MLP hidden sizes (none: a linear unit)"
+    )
     lss_row_dim: int = Field(default=8, gt=0, description="output of the row-wise FC")
     lss_col_dim: int = Field(default=8, gt=0, description="output of the column-wise FC")
     tau_start: float = Field(default=1.0, gt=0, description="soft-query temperature at step 0")

@@ -49,14 +49,17 @@ def parity_sample(model: PrerankModel, data: InteractionData, users: int) -> Par
     return ParitySample(batch.user_features, batch.history, item_heads.numpy(), meta_index.numpy())
 
 
-@pytest.fixture(scope="module", params=["fit", "two_tower"])
+@pytest.fixture(scope="module", params=["fit", "fit_linear_din", "two_tower"])
 def exported(
     request: pytest.FixtureRequest,
     tiny_data: InteractionData,
     job_settings: JobSettings,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Exported:
-    model = new_model(request.param, tiny_data.schema, job_settings.model, seed=7).eval()
+    name, config = request.param, job_settings.model
+    if name == "fit_linear_din":  # DIN's unit with no hidden layer: its folded batched matmul
+        name, config = "fit", config.model_copy(update={"din_hidden": ()})
+    model = new_model(name, tiny_data.schema, config, seed=7).eval()
     sample = parity_sample(model, tiny_data, users=4)
     out_dir = tmp_path_factory.mktemp(request.param)
     graphs = export_graphs(model, sample, out_dir)
