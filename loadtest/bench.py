@@ -1097,7 +1097,8 @@ def render_markdown(report: BenchReport) -> str:
             f"| speed-up | {scoring.speedup:.1f} x | |",
             "",
             "The kernel's time is page faults of fresh intermediates (the per-pair DIN over "
-            "N x L behaviours allocates ~100 MB per call); whether the allocator hands back "
+            "N x L behaviours: with a DIN unit of 64 hidden units ~100 MB per call, far less "
+            "with the default linear unit); whether the allocator hands back "
             "pages it already has or maps new ones differs between runs, so the per-pair wall "
             "time can differ between runs while the decoupled path's does not; the last column "
             "is what this run paid.",
