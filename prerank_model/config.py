@@ -19,6 +19,9 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     embedding_dim: int = Field(default=16, gt=0, description="per field")
+    embedding_init_std: float | None = Field(
+        default=None, gt=0, description="std of the embeddings' normal init (none: torch's 1.0)"
+    )
     tower_hidden: tuple[int, ...] = Field(default=(128,), description="MLP hidden sizes")
     dropout: float = Field(default=0.0, ge=0, lt=1)
     head_dim: int = Field(default=16, gt=0, description="d: size of each head")

@@ -12,15 +12,24 @@ class FieldEmbedding(nn.Module):
     """Embeds `[..., slots]` int64 feature rows into `[..., F * dim]` (`unflatten` gives fields).
 
     A multi-slot field is the mean of its non-padding slots (zeros when all are padding);
-    index 0 of every table is a fixed zero vector.
+    index 0 of every table is a fixed zero vector. Rows start as torch's N(0, 1), or as
+    N(0, init_std^2) when `init_std` is given (docs/MODEL.md has what each does to accuracy).
     """
 
-    def __init__(self, fields: tuple[FieldSpec, ...], dim: int) -> None:
+    def __init__(
+        self, fields: tuple[FieldSpec, ...], dim: int, init_std: float | None = None
+    ) -> None:
         super().__init__()
         self.slot_counts = [spec.slots for spec in fields]
         self.tables = nn.ModuleList(
             nn.Embedding(spec.vocab_size, dim, padding_idx=PADDING_INDEX) for spec in fields
         )
+        if init_std is not None:
+            for table in self.tables:
+                assert isinstance(table, nn.Embedding)
+                nn.init.normal_(table.weight, std=init_std)
+                with torch.no_grad():
+                    table.weight[PADDING_INDEX].zero_()
         self.num_fields, self.dim = len(fields), dim
         self.output_dim = dim * len(fields)
 

@@ -37,8 +37,12 @@ class COLD(PrerankModel):
 
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
         super().__init__()
-        self.user_embedding = FieldEmbedding(schema.user_fields, config.embedding_dim)
-        self.item_embedding = FieldEmbedding(schema.item_fields, config.embedding_dim)
+        self.user_embedding = FieldEmbedding(
+            schema.user_fields, config.embedding_dim, config.embedding_init_std
+        )
+        self.item_embedding = FieldEmbedding(
+            schema.item_fields, config.embedding_dim, config.embedding_init_std
+        )
         self.dim = config.embedding_dim
         self.num_user_fields = self.user_embedding.num_fields + self.item_embedding.num_fields
         num_fields = self.num_user_fields + self.item_embedding.num_fields

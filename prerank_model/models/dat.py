@@ -51,8 +51,12 @@ class DAT(PrerankModel):
         super().__init__()
         self.dim = config.item_heads * config.head_dim
         self.mimic_loss_weight = config.mimic_loss_weight
-        self.user_embedding = FieldEmbedding(schema.user_fields, config.embedding_dim)
-        self.item_embedding = FieldEmbedding(schema.item_fields, config.embedding_dim)
+        self.user_embedding = FieldEmbedding(
+            schema.user_fields, config.embedding_dim, config.embedding_init_std
+        )
+        self.item_embedding = FieldEmbedding(
+            schema.item_fields, config.embedding_dim, config.embedding_init_std
+        )
         self.user_augment = nn.Embedding(
             schema.user_fields[0].vocab_size, self.dim, padding_idx=PADDING_INDEX
         )

@@ -54,8 +54,12 @@ class FIT(PrerankModel):
         self.num_user_heads = (
             config.item_heads if self.variant.scorer == "dot" else config.user_heads
         )
-        self.user_embedding = FieldEmbedding(schema.user_fields, config.embedding_dim)
-        self.item_embedding = FieldEmbedding(schema.item_fields, config.embedding_dim)
+        self.user_embedding = FieldEmbedding(
+            schema.user_fields, config.embedding_dim, config.embedding_init_std
+        )
+        self.item_embedding = FieldEmbedding(
+            schema.item_fields, config.embedding_dim, config.embedding_init_std
+        )
         key_dim = self.item_embedding.output_dim
         self.meta_query = MetaQueryModule(self.num_queries, key_dim, config.tau_start)
         self.din = DINAttention(key_dim, config.din_hidden)

@@ -45,8 +45,12 @@ class IntTower(PrerankModel):
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.user_embedding = FieldEmbedding(schema.user_fields, config.embedding_dim)
-        self.item_embedding = FieldEmbedding(schema.item_fields, config.embedding_dim)
+        self.user_embedding = FieldEmbedding(
+            schema.user_fields, config.embedding_dim, config.embedding_init_std
+        )
+        self.item_embedding = FieldEmbedding(
+            schema.item_fields, config.embedding_dim, config.embedding_init_std
+        )
         user_fields = self.user_embedding.num_fields + self.item_embedding.num_fields
         self.user_field_weights = LightSE(user_fields)
         self.item_field_weights = LightSE(self.item_embedding.num_fields)

@@ -44,8 +44,12 @@ class RankTower(PrerankModel):
 
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
         super().__init__()
-        self.user_embedding = FieldEmbedding(schema.user_fields, config.embedding_dim)
-        self.item_embedding = FieldEmbedding(schema.item_fields, config.embedding_dim)
+        self.user_embedding = FieldEmbedding(
+            schema.user_fields, config.embedding_dim, config.embedding_init_std
+        )
+        self.item_embedding = FieldEmbedding(
+            schema.item_fields, config.embedding_dim, config.embedding_init_std
+        )
         key_dim = self.item_embedding.output_dim
         self.user_tower = MultiHeadGatedNetwork(
             self.user_embedding.output_dim + key_dim,

@@ -26,8 +26,12 @@ class TwoTower(PrerankModel):
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
         super().__init__()
         self.dim = config.item_heads * config.head_dim
-        self.user_embedding = FieldEmbedding(schema.user_fields, config.embedding_dim)
-        self.item_embedding = FieldEmbedding(schema.item_fields, config.embedding_dim)
+        self.user_embedding = FieldEmbedding(
+            schema.user_fields, config.embedding_dim, config.embedding_init_std
+        )
+        self.item_embedding = FieldEmbedding(
+            schema.item_fields, config.embedding_dim, config.embedding_init_std
+        )
         key_dim = self.item_embedding.output_dim
         self.user_tower = MLP(
             self.user_embedding.output_dim + key_dim, config.tower_hidden, self.dim, config.dropout

@@ -30,6 +30,16 @@ def embedding() -> FieldEmbedding:
     return FieldEmbedding(FIELDS, DIM)
 
 
+def test_init_std_sets_the_rows_spread_and_keeps_padding_at_zero() -> None:
+    torch.manual_seed(0)
+    wide = FieldEmbedding(
+        (FieldSpec(name="id", source="item", vocab_size=5001, slots=1),), 32, 0.01
+    )
+    table = wide.tables[0].weight
+    assert torch.all(table[PADDING_INDEX] == 0)
+    assert abs(float(table[1:].std()) - 0.01) < 0.001
+
+
 def test_output_dim_is_one_block_per_field(embedding: FieldEmbedding) -> None:
     assert embedding.output_dim == DIM * len(FIELDS)
     assert embedding(ROWS).shape == (ROWS.shape[0], embedding.output_dim)
