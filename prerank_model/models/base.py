@@ -9,10 +9,21 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from prerank_contract.features import PADDING_INDEX
+from prerank_contract.features import PADDING_INDEX, FeatureSchema
 from prerank_contract.manifest import ModelKind
+from prerank_model.config import ModelConfig
 from prerank_model.layers.embedding import FieldEmbedding
 from prerank_model.layers.pooling import masked_mean
+
+
+def field_embeddings(
+    schema: FeatureSchema, config: ModelConfig
+) -> tuple[FieldEmbedding, FieldEmbedding]:
+    """The user-field and item-field embeddings every model starts from, built in that order
+    with the config's dimension and init."""
+    user = FieldEmbedding(schema.user_fields, config.embedding_dim, config.embedding_init_std)
+    item = FieldEmbedding(schema.item_fields, config.embedding_dim, config.embedding_init_std)
+    return user, item
 
 
 def history_mask(history: torch.Tensor) -> torch.Tensor:

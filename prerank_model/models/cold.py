@@ -9,10 +9,14 @@ import torch
 from prerank_contract.features import FeatureSchema
 from prerank_contract.manifest import ModelKind
 from prerank_model.config import ModelConfig
-from prerank_model.layers.embedding import FieldEmbedding
 from prerank_model.layers.field_weighting import SqueezeExcitation
 from prerank_model.layers.mlp import MLP
-from prerank_model.models.base import PrerankModel, gather_user_heads, pooled_history
+from prerank_model.models.base import (
+    PrerankModel,
+    field_embeddings,
+    gather_user_heads,
+    pooled_history,
+)
 
 
 class COLD(PrerankModel):
@@ -37,12 +41,7 @@ class COLD(PrerankModel):
 
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
         super().__init__()
-        self.user_embedding = FieldEmbedding(
-            schema.user_fields, config.embedding_dim, config.embedding_init_std
-        )
-        self.item_embedding = FieldEmbedding(
-            schema.item_fields, config.embedding_dim, config.embedding_init_std
-        )
+        self.user_embedding, self.item_embedding = field_embeddings(schema, config)
         self.dim = config.embedding_dim
         self.num_user_fields = self.user_embedding.num_fields + self.item_embedding.num_fields
         num_fields = self.num_user_fields + self.item_embedding.num_fields

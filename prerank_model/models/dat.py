@@ -10,12 +10,12 @@ from torch import nn
 from prerank_contract.features import PADDING_INDEX, FeatureSchema
 from prerank_contract.manifest import ModelKind
 from prerank_model.config import ModelConfig
-from prerank_model.layers.embedding import FieldEmbedding
 from prerank_model.layers.mlp import MLP
 from prerank_model.layers.scorers import DotProductScorer
 from prerank_model.models.base import (
     PrerankModel,
     TrainingOutput,
+    field_embeddings,
     gather_user_heads,
     pooled_history,
 )
@@ -51,12 +51,7 @@ class DAT(PrerankModel):
         super().__init__()
         self.dim = config.item_heads * config.head_dim
         self.mimic_loss_weight = config.mimic_loss_weight
-        self.user_embedding = FieldEmbedding(
-            schema.user_fields, config.embedding_dim, config.embedding_init_std
-        )
-        self.item_embedding = FieldEmbedding(
-            schema.item_fields, config.embedding_dim, config.embedding_init_std
-        )
+        self.user_embedding, self.item_embedding = field_embeddings(schema, config)
         self.user_augment = nn.Embedding(
             schema.user_fields[0].vocab_size, self.dim, padding_idx=PADDING_INDEX
         )

@@ -11,7 +11,6 @@ from prerank_contract.features import FeatureSchema
 from prerank_contract.manifest import ModelKind
 from prerank_model.config import FITVariant, ModelConfig
 from prerank_model.layers.din import DINAttention
-from prerank_model.layers.embedding import FieldEmbedding
 from prerank_model.layers.meta_query import MetaQueryModule
 from prerank_model.layers.mlp import MLP
 from prerank_model.layers.scorers import (
@@ -20,7 +19,12 @@ from prerank_model.layers.scorers import (
     LightweightSimilarityScorer,
     SumMaxScorer,
 )
-from prerank_model.models.base import PrerankModel, gather_user_heads, history_mask
+from prerank_model.models.base import (
+    PrerankModel,
+    field_embeddings,
+    gather_user_heads,
+    history_mask,
+)
 
 
 class FIT(PrerankModel):
@@ -54,12 +58,7 @@ class FIT(PrerankModel):
         self.num_user_heads = (
             config.item_heads if self.variant.scorer == "dot" else config.user_heads
         )
-        self.user_embedding = FieldEmbedding(
-            schema.user_fields, config.embedding_dim, config.embedding_init_std
-        )
-        self.item_embedding = FieldEmbedding(
-            schema.item_fields, config.embedding_dim, config.embedding_init_std
-        )
+        self.user_embedding, self.item_embedding = field_embeddings(schema, config)
         key_dim = self.item_embedding.output_dim
         self.meta_query = MetaQueryModule(self.num_queries, key_dim, config.tau_start)
         self.din = DINAttention(key_dim, config.din_hidden)

@@ -10,13 +10,13 @@ from torch import nn
 from prerank_contract.features import FeatureSchema
 from prerank_contract.manifest import ModelKind
 from prerank_model.config import ModelConfig
-from prerank_model.layers.embedding import FieldEmbedding
 from prerank_model.layers.field_weighting import LightSE
 from prerank_model.layers.mlp import MLP, LayerwiseHeadsMLP
 from prerank_model.layers.scorers import SumMaxScorer
 from prerank_model.models.base import (
     PrerankModel,
     TrainingOutput,
+    field_embeddings,
     gather_user_heads,
     pooled_history,
 )
@@ -45,12 +45,7 @@ class IntTower(PrerankModel):
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.user_embedding = FieldEmbedding(
-            schema.user_fields, config.embedding_dim, config.embedding_init_std
-        )
-        self.item_embedding = FieldEmbedding(
-            schema.item_fields, config.embedding_dim, config.embedding_init_std
-        )
+        self.user_embedding, self.item_embedding = field_embeddings(schema, config)
         user_fields = self.user_embedding.num_fields + self.item_embedding.num_fields
         self.user_field_weights = LightSE(user_fields)
         self.item_field_weights = LightSE(self.item_embedding.num_fields)

@@ -12,10 +12,14 @@ from prerank_contract.features import FeatureSchema
 from prerank_contract.manifest import ModelKind
 from prerank_model.config import ModelConfig
 from prerank_model.layers.attention import GatedCrossAttention
-from prerank_model.layers.embedding import FieldEmbedding
 from prerank_model.layers.gating import MultiHeadGatedNetwork
 from prerank_model.layers.scorers import SumMaxScorer
-from prerank_model.models.base import PrerankModel, gather_user_heads, pooled_history
+from prerank_model.models.base import (
+    PrerankModel,
+    field_embeddings,
+    gather_user_heads,
+    pooled_history,
+)
 
 
 class RankTower(PrerankModel):
@@ -44,12 +48,7 @@ class RankTower(PrerankModel):
 
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
         super().__init__()
-        self.user_embedding = FieldEmbedding(
-            schema.user_fields, config.embedding_dim, config.embedding_init_std
-        )
-        self.item_embedding = FieldEmbedding(
-            schema.item_fields, config.embedding_dim, config.embedding_init_std
-        )
+        self.user_embedding, self.item_embedding = field_embeddings(schema, config)
         key_dim = self.item_embedding.output_dim
         self.user_tower = MultiHeadGatedNetwork(
             self.user_embedding.output_dim + key_dim,

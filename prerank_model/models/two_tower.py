@@ -9,10 +9,14 @@ import torch
 from prerank_contract.features import FeatureSchema
 from prerank_contract.manifest import ModelKind
 from prerank_model.config import ModelConfig
-from prerank_model.layers.embedding import FieldEmbedding
 from prerank_model.layers.mlp import MLP
 from prerank_model.layers.scorers import DotProductScorer
-from prerank_model.models.base import PrerankModel, gather_user_heads, pooled_history
+from prerank_model.models.base import (
+    PrerankModel,
+    field_embeddings,
+    gather_user_heads,
+    pooled_history,
+)
 
 
 class TwoTower(PrerankModel):
@@ -26,12 +30,7 @@ class TwoTower(PrerankModel):
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
         super().__init__()
         self.dim = config.item_heads * config.head_dim
-        self.user_embedding = FieldEmbedding(
-            schema.user_fields, config.embedding_dim, config.embedding_init_std
-        )
-        self.item_embedding = FieldEmbedding(
-            schema.item_fields, config.embedding_dim, config.embedding_init_std
-        )
+        self.user_embedding, self.item_embedding = field_embeddings(schema, config)
         key_dim = self.item_embedding.output_dim
         self.user_tower = MLP(
             self.user_embedding.output_dim + key_dim, config.tower_hidden, self.dim, config.dropout
