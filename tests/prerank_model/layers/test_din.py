@@ -90,3 +90,55 @@ def test_scores_equal_the_mlp_over_the_concatenated_din_input(hidden) -> None:
     h = behaviours.unsqueeze(1).expand(-1, 3, -1, -1)
     reference = din.score_mlp(torch.cat([q, h, q - h, q * h], dim=-1)).squeeze(-1)
     torch.testing.assert_close(din.scores(queries, behaviours), reference, atol=1e-5, rtol=1e-5)
+
+
+def _reference_linear_attention(
+    din: DINAttention, queries: torch.Tensor, behaviours: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The linear unit written the plain way, for autograd to differentiate."""
+    scores = din.scores(queries, behaviours)  # [B, Q, L]
+    valid = mask.unsqueeze(1).to(scores.dtype)
+    weights = torch.softmax(scores + (1.0 - valid) * -1e9, dim=-1) * valid
+    return weights @ behaviours
+
+
+@pytest.mark.parametrize("queries_per_user", [1, Q])
+def test_linear_unit_training_path_has_autograds_values_and_gradients(queries_per_user) -> None:
+    """The training path of the linear unit (`LinearAttention`, a hand-written backward) against
+    autograd through the plain formula, in float64: outputs and the gradients of the queries,
+    the behaviours and the unit's weights, with padding and a user without valid behaviours."""
+    torch.manual_seed(0)
+    din = DINAttention(D, hidden=()).double().train()
+    generator = torch.Generator().manual_seed(3)
+    queries = torch.randn(B, queries_per_user, D, generator=generator, dtype=torch.float64)
+    behaviours = torch.randn(B, L, D, generator=generator, dtype=torch.float64)
+    mask = torch.tensor(
+        [[True] * L, [False, False, True, True, True], [False] * L]
+    )  # the last user has no valid behaviour
+    upstream = torch.randn(B, queries_per_user, D, generator=generator, dtype=torch.float64)
+    results = []
+    for forward in (din, lambda *a: _reference_linear_attention(din, *a)):
+        din.zero_grad()
+        q, h = queries.clone().requires_grad_(), behaviours.clone().requires_grad_()
+        interest = forward(q, h, mask)
+        (interest * upstream).sum().backward()
+        grads = [p.grad.clone() for p in din.parameters()]
+        results.append((interest.detach(), q.grad, h.grad, *grads))
+    assert din.training and torch.count_nonzero(results[0][0][2]) == 0
+    for ours, reference in zip(*results, strict=True):
+        torch.testing.assert_close(ours, reference, atol=1e-10, rtol=1e-10)
+    # the padded behaviours of user 1 get no gradient, its valid ones do
+    assert torch.count_nonzero(results[0][2][1, :2]) == 0
+    assert torch.count_nonzero(results[0][2][1, 2:]) > 0
+
+
+def test_linear_unit_training_and_eval_paths_agree() -> None:
+    torch.manual_seed(0)
+    din = DINAttention(D, hidden=())
+    generator = torch.Generator().manual_seed(4)
+    queries, behaviours = torch.randn(B, Q, D, generator=generator), torch.randn(B, L, D)
+    mask = torch.rand(B, L, generator=generator) > 0.3
+    training = din.train()(queries, behaviours, mask)
+    with torch.no_grad():
+        evaluated = din.eval()(queries, behaviours, mask)
+    torch.testing.assert_close(training.detach(), evaluated, atol=1e-6, rtol=1e-6)
