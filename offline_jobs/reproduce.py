@@ -36,7 +36,14 @@ from offline_jobs.latency import LatencyProbe, ServiceProcess
 from offline_jobs.pipeline import find_reusable_bundle
 from offline_jobs.publish import publish_bundle, publish_user_features
 from offline_jobs.settings import REPO_ROOT, JobSettings
-from offline_jobs.train import TrainConfig, TrainResult, new_model, train_model, train_step
+from offline_jobs.train import (
+    TrainConfig,
+    TrainResult,
+    new_model,
+    new_optimizer,
+    train_model,
+    train_step,
+)
 from prerank_contract.gate import GateConfig
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ModelMetrics
@@ -292,8 +299,7 @@ def measure_training_time(
     models_and_optimizers = {}
     for name in models:
         model = new_model(name, data.schema, settings.model, config.seeds[0]).train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
-        models_and_optimizers[name] = (model, optimizer)
+        models_and_optimizers[name] = (model, new_optimizer(model, train))
     step_seconds: dict[str, list[float]] = {name: [] for name in models}
     for _ in tqdm(range(config.timing_rounds), desc="timing", disable=not reproduction.progress):
         for name, (model, optimizer) in models_and_optimizers.items():
