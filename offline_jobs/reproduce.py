@@ -85,7 +85,7 @@ class ReproduceConfig(BaseModel):
     max_ratings: int | None = Field(
         default=None, ge=1, description="read only the first N ratings (a slice, for CI)"
     )
-    timing_rounds: int = Field(default=3, ge=1, description="interleaved rounds of timed steps")
+    timing_rounds: int = Field(default=10, ge=1, description="interleaved rounds of timed steps")
     timing_steps: int = Field(default=40, ge=1, description="timed training steps per round")
     measure_latency: bool = Field(default=True, description="time /prerank through the service")
     latency_candidates: tuple[int, ...] = (1_000, 5_000)
