@@ -32,7 +32,7 @@ class FIT(PrerankModel):
 
     Item key e_c = concatenated item-field embeddings [N, D_c]. Early interaction: a meta query
     (soft in training, hard in eval) attends over the behaviour sequence with DIN; the user tower
-    MLP over [profile, DIN interest] gives H_u heads of size d. The item tower gives H_v
+    MLP over [profile, DIN interest, query] gives H_u heads of size d. The item tower gives H_v
     heads. Late interaction: LSS over the H_u x H_v head similarities.
 
     Serving runs the user tower once with every row of Q* (`encode_user` -> [B, K, H_u, d]) and
@@ -63,7 +63,7 @@ class FIT(PrerankModel):
         self.meta_query = MetaQueryModule(self.num_queries, key_dim, config.tau_start)
         self.din = DINAttention(key_dim, config.din_hidden)
         self.user_tower = MLP(
-            self.user_embedding.output_dim + key_dim,
+            self.user_embedding.output_dim + 2 * key_dim,
             config.tower_hidden,
             self.num_user_heads * config.head_dim,
             config.dropout,
@@ -99,7 +99,7 @@ class FIT(PrerankModel):
         behaviours = self.item_embedding(history)  # [B, L, D_c]
         interest = self.din(queries, behaviours, history_mask(history))  # [B, Q, D_c]
         profile = self.user_embedding(user_features).unsqueeze(1).expand(-1, queries.shape[1], -1)
-        heads = self.user_tower(torch.cat([profile, interest], dim=-1))
+        heads = self.user_tower(torch.cat([profile, interest, queries], dim=-1))
         return heads.view(*queries.shape[:2], self.num_user_heads, self.config.head_dim)
 
     def encode_user(self, user_features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
