@@ -113,6 +113,21 @@ def train_tiny(name: str, data: InteractionData, settings: JobSettings) -> Prera
     return model
 
 
+def eval_scores(
+    model: PrerankModel, data: InteractionData, user: int, items: np.ndarray
+) -> np.ndarray:
+    """What /prerank should answer: sigmoid of `model`'s eval-mode forward for `user` (its
+    feature-store record: profile and latest history) and each of `items` [N] -> [N]."""
+    history = data.item_features[data.latest_histories[user]]
+    with torch.no_grad():
+        logits = model.eval()(
+            torch.from_numpy(np.repeat(data.user_features[user][None], items.size, 0)),
+            torch.from_numpy(np.repeat(history[None], items.size, 0)),
+            torch.from_numpy(data.item_features[items]),
+        )
+    return torch.sigmoid(logits).numpy()
+
+
 @pytest.fixture(scope="session")
 def trained_fit(tiny_data: InteractionData, job_settings: JobSettings) -> PrerankModel:
     return train_tiny("fit", tiny_data, job_settings)

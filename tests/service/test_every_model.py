@@ -12,7 +12,6 @@ import httpx
 import numpy as np
 import pytest
 import redis
-import torch
 
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.publish import publish_bundle, publish_user_features
@@ -24,6 +23,7 @@ from tests.conftest import (
     TINY_TRAIN,
     Bundle,
     RunningService,
+    eval_scores,
     make_bundle,
     start_service,
     stop_service,
@@ -47,20 +47,6 @@ def trained(tiny_data, job_settings) -> dict[str, tuple[PrerankModel, Bundle]]:
     return {
         name: (model, make_bundle(model, tiny_data, settings)) for name, model in models.items()
     }
-
-
-def pytorch_scores(
-    model: PrerankModel, data: InteractionData, user: int, items: np.ndarray
-) -> np.ndarray:
-    """sigmoid of the eval-mode forward for `user` (its feature-store record) and `items`."""
-    history = data.item_features[data.latest_histories[user]]
-    with torch.no_grad():
-        logits = model.eval()(
-            torch.from_numpy(np.repeat(data.user_features[user][None], items.size, 0)),
-            torch.from_numpy(np.repeat(history[None], items.size, 0)),
-            torch.from_numpy(data.item_features[items]),
-        )
-    return torch.sigmoid(logits).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -125,5 +111,5 @@ def test_model_is_published_and_answers_prerank(
     assert ((scores > 0.0) & (scores < 1.0)).all()
     # The served graph is the model: a model that one epoch left constant (a dead LSS column
     # layer, as fit_no_mqm with one seed of this tiny world) is served as constant, no more.
-    expected = pytorch_scores(model, tiny_data, user, np.array(candidates))
+    expected = eval_scores(model, tiny_data, user, np.array(candidates))
     assert np.abs(scores - expected).max() <= SCORE_TOLERANCE

@@ -8,10 +8,10 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-import torch
 
 from offline_jobs.data.dataset import InteractionData
 from service.metrics import STAGES
+from tests.conftest import eval_scores
 
 
 def post(service, body: object) -> httpx.Response:
@@ -137,14 +137,7 @@ def test_service_scores_equal_pytorch_eval_scores(service, trained_fit, tiny_dat
     for user in users:
         body = post(service, {"user_id": user, "candidates": items.tolist()}).json()
         served = {i["item_id"]: i["score"] for i in body["items"]}
-        history = tiny_data.item_features[tiny_data.latest_histories[user]]
-        with torch.no_grad():
-            logits = trained_fit(
-                torch.from_numpy(np.repeat(tiny_data.user_features[user][None], items.size, 0)),
-                torch.from_numpy(np.repeat(history[None], items.size, 0)),
-                torch.from_numpy(tiny_data.item_features[items]),
-            )
-        expected = torch.sigmoid(logits).numpy()
+        expected = eval_scores(trained_fit, tiny_data, user, items)
         got = np.array([served[int(i)] for i in items])
         assert np.abs(got - expected).max() <= 1e-4
         pairs += items.size
