@@ -74,3 +74,31 @@ def test_padding_index_embeds_to_zero_and_gets_no_gradient(embedding: FieldEmbed
     for table in embedding.tables:
         assert torch.count_nonzero(table.weight[PADDING_INDEX]) == 0
         assert torch.count_nonzero(table.weight.grad[PADDING_INDEX]) == 0
+
+
+def test_training_routes_match_the_plain_lookup_in_values_and_gradients() -> None:
+    """Training gathers single slots with RowGather, a small-vocabulary multi-slot field
+    (7 <= 3 slots x 4) through its slot-weight matrix and a large one (50 > 2 x 4) with
+    RowGather and the mean; eval runs nn.Embedding. Same values and table gradients."""
+    fields = (*FIELDS, FieldSpec(name="tags", source="item", vocab_size=50, slots=2))
+    torch.manual_seed(0)
+    embedding = FieldEmbedding(fields, DIM).double()
+    more = torch.tensor([[2, 4, 0, 0, 3], [5, 0, 0, 6, 1], [0, 1, 2, 3, 0], [6, 0, 0, 0, 2]])
+    tags = torch.tensor([[7, 0], [49, 49], [0, 0], [0, 13], [1, 2], [0, 0], [3, 3], [0, 40]])
+    rows = torch.cat([torch.cat([ROWS, more]), tags], dim=1).view(2, 4, -1)  # [B, L, slots]
+    upstream = torch.randn(2, 4, embedding.output_dim, dtype=torch.float64)
+
+    def values_and_gradients(training: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        embedding.train(training)
+        embedding.zero_grad(set_to_none=True)
+        out = embedding(rows)
+        (out * upstream).sum().backward()
+        return out.detach(), [table.weight.grad for table in embedding.tables]
+
+    trained, trained_grads = values_and_gradients(True)
+    plain, plain_grads = values_and_gradients(False)
+    torch.testing.assert_close(trained, plain, rtol=0, atol=1e-12)
+    for trained_grad, plain_grad in zip(trained_grads, plain_grads, strict=True):
+        assert torch.count_nonzero(plain_grad) > 0
+        torch.testing.assert_close(trained_grad, plain_grad, rtol=0, atol=1e-12)
+        assert torch.count_nonzero(trained_grad[PADDING_INDEX]) == 0
