@@ -77,9 +77,9 @@ def test_padding_index_embeds_to_zero_and_gets_no_gradient(embedding: FieldEmbed
 
 
 def test_training_routes_match_the_plain_lookup_in_values_and_gradients() -> None:
-    """Training gathers single slots with RowGather, a small-vocabulary multi-slot field
-    (7 <= 3 slots x 4) through its slot-weight matrix and a large one (50 > 2 x 4) with
-    RowGather and the mean; eval runs nn.Embedding. Same values and table gradients."""
+    """Training pools a small-vocabulary multi-slot field (7 <= 3 slots x 4) through its
+    slot-weight matrix, a large one (50 > 2 x 4) by lookup and mean as eval does everywhere.
+    Same values and table gradients, none for the padding row."""
     fields = (*FIELDS, FieldSpec(name="tags", source="item", vocab_size=50, slots=2))
     torch.manual_seed(0)
     embedding = FieldEmbedding(fields, DIM).double()
