@@ -31,11 +31,11 @@ test: setup
 # The paper's MovieLens tables (all models x seeds, K sweep, efficiency): docs/results/. Long: about
 # an hour on 2 cores; interrupted runs resume. Arguments: make reproduce ARGS="--seeds 1 --k".
 reproduce: setup
-	$(PY) -m offline_jobs reproduce $(ARGS)
+	$(PY) -m research.reproduce $(ARGS)
 
 # Bounded load with a hot swap midway: errors, p99 drift, RSS growth (10 min; ARGS="--seconds 60").
 soak: setup
-	$(PY) -m loadtest.soak $(ARGS)
+	$(PY) -m research.soak $(ARGS)
 
 # Headless Locust against a running service for a bounded time; CSV + HTML report under
 # results/locust/<UTC time>/, exit 1 on any failed request (ARGS="--shape", "--seconds 30").
@@ -45,24 +45,24 @@ load: setup
 # Latency against the echo floor, FIT vs Two-Tower, decoupled vs per-pair, 2-worker throughput:
 # docs/benchmarks/latency.md + .png (about 2 minutes; needs `make train`'s bundles).
 bench: setup
-	$(PY) -m loadtest.bench $(ARGS)
+	$(PY) -m research.bench.bench $(ARGS)
 
 # py-spy on the service under load: docs/benchmarks/profile.md (top functions) + profile.svg.
 profile: setup
-	$(PY) -m loadtest.profile $(ARGS)
+	$(PY) -m research.profile $(ARGS)
 
 # 10k vs 1M items: precompute, publish, Redis memory, service start, p50: docs/benchmarks/scale.md.
 bench-scale: setup
-	$(PY) -m loadtest.scale $(ARGS)
+	$(PY) -m research.scale $(ARGS)
 
 # Memory per worker at a 1M-item catalogue: docs/benchmarks/memory.md.
 bench-memory: setup
-	$(PY) -m loadtest.memory $(ARGS)
+	$(PY) -m research.memory $(ARGS)
 
 # Peak RSS of one training epoch from a sample store vs in memory, 1M and 8M samples (about 10
 # minutes): docs/benchmarks/train_memory.md.
 bench-train-memory: setup
-	$(PY) -m loadtest.train_memory $(ARGS)
+	$(PY) -m research.train_memory $(ARGS)
 
 # docker-compose.yml's topology as local processes: Redis, the offline job, 2 service replicas,
 # Prometheus (installed from Debian's packages when missing and possible). Ctrl-C stops it.

@@ -2,7 +2,7 @@
 runs fixed users (``-u``/``-r``/``--run-time``, as the soak does); ``-f loadtest/shape.py`` runs
 the same user under the ramp/steady/spike shape.
 
-Bodies are drawn once per process (`loadtest.traffic`, `LoadSettings`): published user ids,
+Bodies are drawn once per process (`loadtest.workload`, `LoadSettings`): published user ids,
 catalogue candidates of varied sizes with unknown and duplicate ids. Users share one cycle through
 them; each task posts the next and checks that the answer is a 200 with items. A degraded answer
 is counted under its own request name, so the report separates it."""
@@ -21,7 +21,7 @@ from locust import FastHttpUser, between, events, task
 from locust.env import Environment
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
-from loadtest.traffic import DEGRADED_REQUEST_NAME, REQUEST_NAME, body_pool
+from loadtest.workload import DEGRADED_REQUEST_NAME, REQUEST_NAME, body_pool
 
 HEADERS = {"content-type": "application/json"}
 

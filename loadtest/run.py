@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from loadtest.settings import REPO_ROOT, LoadSettings
-from loadtest.traffic import DEGRADED_REQUEST_NAME, shape_stages
+from loadtest.workload import DEGRADED_REQUEST_NAME, shape_stages
 from prerank_contract.settings import ENV_PREFIX, load_settings
 
 LOCUSTFILE = REPO_ROOT / "loadtest" / "locustfile.py"

@@ -150,8 +150,8 @@ class LoadSettings(CommonSettings):
 
 
 def request_bodies(settings: LoadSettings, count: int) -> list[bytes]:
-    """`count` JSON /prerank bodies drawn with the settings' seed (`loadtest.traffic`)."""
-    from loadtest.traffic import draw_bodies, user_pool
+    """`count` JSON /prerank bodies drawn with the settings' seed (`loadtest.workload`)."""
+    from loadtest.workload import draw_bodies, user_pool
 
     return draw_bodies(settings, count, user_pool(settings))
 
@@ -196,7 +196,7 @@ class StackSettings(CommonSettings):
 
 
 class BenchSettings(CommonSettings):
-    """``python -m loadtest.bench`` (``make bench``, ``PRERANK_BENCH_*``): the echo floor, FIT and
+    """``python -m research.bench.bench`` (``make bench``, ``PRERANK_BENCH_*``): the echo floor, FIT and
     Two-Tower through the real service, the in-process scoring paths, and the 2-worker
     throughput, in one run on one machine."""
 

@@ -11,7 +11,7 @@ from locust import LoadTestShape
 
 from loadtest.locustfile import PrerankUser
 from loadtest.settings import LoadSettings
-from loadtest.traffic import shape_stages, stage_at
+from loadtest.workload import shape_stages, stage_at
 
 __all__ = ["PrerankShape", "PrerankUser"]  # Locust takes the user class from this module too
 

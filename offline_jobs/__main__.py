@@ -1,6 +1,7 @@
 """CLI of the offline jobs: ``python -m offline_jobs COMMAND --help``.
 
-run, publish (gated), versions, rollback, split (A/B), reproduce (the paper's tables)."""
+run, publish (gated), versions, rollback, split (A/B). The paper's tables: ``python -m
+research.reproduce``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 import orjson
 
 from model_export.onnx_export import ParityError
-from offline_jobs.lifecycle import (
+from offline_jobs.pipeline import run_pipeline
+from offline_jobs.release.publish import PublishError, publish_existing, require_redis
+from offline_jobs.release.versions import (
     LifecycleError,
     VersionInfo,
     clear_split,
@@ -20,15 +23,11 @@ from offline_jobs.lifecycle import (
     rollback,
     set_split,
 )
-from offline_jobs.pipeline import publish_existing, require_redis, run_pipeline
-from offline_jobs.publish import PublishError
-from offline_jobs.reproduce import DATASETS, ReproduceConfig, reproduce
 from offline_jobs.settings import JobSettings
 from prerank_contract.bundle import BundleError
 from prerank_contract.redis_client import REDIS_ERRORS
 from prerank_contract.settings import load_settings
 from prerank_contract.traffic import TrafficSplit
-from prerank_model.models import MODELS
 
 
 def share(text: str) -> float:
@@ -74,54 +73,7 @@ def parser() -> argparse.ArgumentParser:
     split.add_argument("--share", type=share, help="fraction of users, e.g. 0.1")
     split.add_argument("--salt", default="", help="hash key (default: the version id)")
     split.add_argument("--off", action="store_true", help="remove the split")
-    again = commands.add_parser(
-        "reproduce",
-        help="the paper's MovieLens tables: every model x seed, K sweep, efficiency, reports",
-    )
-    defaults = ReproduceConfig()
-    again.add_argument("--datasets", nargs="+", default=defaults.datasets, choices=DATASETS)
-    again.add_argument("--models", nargs="+", default=defaults.models, choices=sorted(MODELS))
-    again.add_argument("--seeds", nargs="+", type=int, default=defaults.seeds)
-    again.add_argument(
-        "--leaky-seeds",
-        nargs="*",
-        type=int,
-        default=defaults.leaky_seeds,
-        help="seeds also run with the leaky mean-rating features (none: skip)",
-    )
-    again.add_argument(
-        "--k", nargs="*", type=int, default=defaults.k_values, help="FIT's K sweep (none: skip)"
-    )
-    again.add_argument("--k-seeds", nargs="+", type=int, default=defaults.k_seeds)
-    again.add_argument("--epochs", type=int, help="default: PRERANK_TRAIN__EPOCHS")
-    again.add_argument("--max-ratings", type=int, help="read only the first N ratings (a slice)")
-    again.add_argument(
-        "--latency-candidates", nargs="+", type=int, default=defaults.latency_candidates
-    )
-    again.add_argument("--latency-requests", type=int, default=defaults.latency_requests)
-    again.add_argument("--no-latency", action="store_true", help="skip the /prerank timing")
-    again.add_argument("--results-dir", type=Path, default=defaults.results_dir)
-    again.add_argument("--docs-dir", type=Path, default=defaults.docs_dir)
-    again.add_argument("--quiet", action="store_true", help="no progress bars")
     return root
-
-
-def reproduce_config(args: argparse.Namespace) -> ReproduceConfig:
-    return ReproduceConfig(
-        datasets=tuple(args.datasets),
-        models=tuple(args.models),
-        seeds=tuple(args.seeds),
-        leaky_seeds=tuple(args.leaky_seeds),
-        k_values=tuple(args.k),
-        k_seeds=tuple(args.k_seeds),
-        epochs=args.epochs,
-        max_ratings=args.max_ratings,
-        latency_candidates=tuple(args.latency_candidates),
-        latency_requests=args.latency_requests,
-        measure_latency=not args.no_latency,
-        results_dir=args.results_dir,
-        docs_dir=args.docs_dir,
-    )
 
 
 def version_row(info: VersionInfo) -> dict[str, object]:
@@ -194,8 +146,6 @@ def main(argv: list[str] | None = None) -> int:
                 activate=not args.no_activate,
                 override_reason=args.override,
             )
-        elif args.command == "reproduce":
-            reproduce(settings, reproduce_config(args), progress=not args.quiet)
         elif args.command == "versions":
             client = require_redis(settings, "list versions")
             print_versions(list_versions(client, settings.keys), args.json)

@@ -6,124 +6,36 @@ reused, so a second run trains nothing; a version already active in Redis is not
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
-from offline_jobs.build import (
+from offline_jobs.bundling.assemble import (
     build_bundle,
-    config_fingerprint,
     contribute_to_bundle,
     split_sizes,
 )
-from offline_jobs.data.amazon import load_amazon
+from offline_jobs.bundling.fingerprint import config_fingerprint, find_reusable_bundle
 from offline_jobs.data.dataset import InteractionData
-from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
+from offline_jobs.data.sources import load_training_data, training_fingerprint
 from offline_jobs.data.stream import SampleStore
-from offline_jobs.data.synthetic import generate_synthetic, write_synthetic_store
-from offline_jobs.data.taobao import load_taobao
 from offline_jobs.distributed import (
     DistributedWorld,
     broadcast_from_main,
     leave_distributed,
     start_distributed,
 )
-from offline_jobs.evaluate import evaluate
-from offline_jobs.publish import publish_bundle, publish_user_features
+from offline_jobs.release.publish import publish_user_features, publish_version, redis_client
 from offline_jobs.settings import JobSettings
-from offline_jobs.train import new_model, train_model
-from prerank_contract.bundle import BundleError, point_current, read_manifest, verify_bundle_dir
+from offline_jobs.training.evaluate import evaluate
+from offline_jobs.training.loop import new_model, train_model
+from prerank_contract.bundle import point_current
 from prerank_contract.manifest import Manifest, ModelMetrics
-from prerank_contract.redis_client import REDIS_ERRORS, RedisClient
 from prerank_model.models import MODELS
 
 log = logging.getLogger(__name__)
-
-
-def load_dataset(settings: JobSettings, *, progress: bool = True) -> InteractionData:
-    if settings.dataset == "ml-1m":
-        return load_movielens_1m(settings.ml1m, progress=progress)
-    if settings.dataset == "ml-100k":
-        return load_movielens_100k(settings.ml100k, progress=progress)
-    if settings.dataset == "amazon":
-        return load_amazon(settings.amazon, progress=progress)
-    if settings.dataset == "taobao":
-        return load_taobao(settings.taobao, progress=progress)
-    return generate_synthetic(settings.synthetic, progress=progress)
-
-
-def load_training_data(
-    settings: JobSettings, stack: ExitStack, *, progress: bool = True
-) -> tuple[InteractionData, SampleStore | None]:
-    """The dataset, and with PRERANK_TRAIN_STORE its training samples in a sample store instead
-    of memory (in a scratch directory under the artifacts, removed when `stack` closes)."""
-    if not settings.train_store:
-        return load_dataset(settings, progress=progress), None
-    if settings.dataset != "synthetic":
-        raise ValueError(
-            f"PRERANK_TRAIN_STORE: the {settings.dataset} loader reads its files whole; only the "
-            "synthetic generator writes its samples to a store (offline_jobs/data/stream.py)"
-        )
-    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(
-        stack.enter_context(
-            tempfile.TemporaryDirectory(prefix=".train-store-", dir=settings.artifacts_dir)
-        )
-    )
-    store, data = write_synthetic_store(
-        settings.synthetic,
-        scratch / "train",
-        chunk_rows=settings.train_store_chunk_rows,
-        progress=progress,
-    )
-    log.info("training samples: %d rows in the store at %s", store.rows, store.path)
-    return data, store
-
-
-def training_fingerprint(data: InteractionData, store: SampleStore | None) -> str:
-    """What the models are trained and evaluated on: the data's fingerprint, and the store's
-    column checksums when the training samples are in a store rather than in `data`."""
-    if store is None:
-        return data.fingerprint()
-    digest = hashlib.sha256(data.fingerprint().encode())
-    for name, column in sorted(store.manifest.columns.items()):
-        digest.update(f"{name}:{column.sha256}".encode())
-    return digest.hexdigest()
-
-
-def find_reusable_bundle(bundles_dir: Path, fingerprint: str) -> tuple[Path, Manifest] | None:
-    """The newest bundle built from the same fingerprint whose checksums verify."""
-    if not bundles_dir.is_dir():
-        return None
-    candidates = []
-    for path in bundles_dir.iterdir():
-        if path.name.startswith(".") or path.is_symlink() or not path.is_dir():
-            continue
-        try:
-            if read_manifest(path).config_fingerprint == fingerprint:
-                candidates.append((verify_bundle_dir(path).created_at, path))
-        except BundleError as exc:
-            log.warning("not reusing %s: %s", path, exc)
-    if not candidates:
-        return None
-    path = max(candidates)[1]
-    return path, read_manifest(path)
-
-
-def redis_client(settings: JobSettings) -> RedisClient | None:
-    """A connected client, or None (with one line saying so) when Redis does not answer."""
-    try:
-        return settings.connect_redis()
-    except REDIS_ERRORS as exc:
-        print(
-            f"Redis at {settings.redis_url} not reachable ({exc.__class__.__name__}): "
-            f"not publishing; the service serves from {settings.bundles_dir / 'current'}"
-        )
-        return None
 
 
 def build_all(
@@ -262,50 +174,3 @@ def run_job(
         )
         publish_version(settings, client, served_path, progress=progress)
     return bundles
-
-
-def publish_version(
-    settings: JobSettings,
-    client: RedisClient,
-    bundle_dir: Path,
-    *,
-    activate: bool = True,
-    override_reason: str | None = None,
-    progress: bool = True,
-) -> None:
-    result = publish_bundle(
-        client,
-        settings.keys,
-        bundle_dir,
-        chunk_bytes=settings.publish_chunk_bytes,
-        keep_versions=settings.publish_keep_versions,
-        orphan_min_idle_seconds=settings.publish_orphan_min_idle_seconds,
-        gate=settings.gate,
-        activate=activate,
-        override_reason=override_reason,
-        progress=progress,
-    )
-    print(f"published {result.version} to {settings.redis_url} ({result.action})")
-
-
-def require_redis(settings: JobSettings, purpose: str) -> RedisClient:
-    """A connected client; a CLI error naming `purpose` when Redis does not answer."""
-    client = redis_client(settings)
-    if client is None:
-        raise ValueError(f"cannot {purpose}: Redis at {settings.redis_url} not reachable")
-    return client
-
-
-def publish_existing(
-    settings: JobSettings,
-    bundle_dir: Path,
-    *,
-    activate: bool = True,
-    override_reason: str | None = None,
-) -> None:
-    if not bundle_dir.is_dir():
-        raise FileNotFoundError(f"{bundle_dir}: not a bundle directory")
-    client = require_redis(settings, f"publish {bundle_dir}")
-    publish_version(
-        settings, client, bundle_dir, activate=activate, override_reason=override_reason
-    )

@@ -11,7 +11,7 @@ from offline_jobs.data.amazon import AmazonConfig
 from offline_jobs.data.movielens import MovieLens100KConfig, MovieLensConfig
 from offline_jobs.data.synthetic import SyntheticConfig
 from offline_jobs.data.taobao import TaobaoConfig
-from offline_jobs.train import TrainConfig
+from offline_jobs.training.loop import TrainConfig
 from prerank_contract.settings import CommonSettings
 from prerank_model.config import ModelConfig
 

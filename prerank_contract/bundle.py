@@ -115,3 +115,11 @@ def point_current(bundles_dir: Path, target: Path, link_name: str = CURRENT_LINK
     os.replace(tmp, link)
     fsync_dir(bundles_dir)
     return link
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a small file via a temp file and a rename: readers see the old or the new text."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

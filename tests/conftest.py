@@ -22,21 +22,22 @@ import pytest
 import redis
 import torch
 
-from offline_jobs.build import build_bundle, config_fingerprint
-from offline_jobs.bundle import relabel_bundle
+from offline_jobs.bundling.assemble import build_bundle
+from offline_jobs.bundling.fingerprint import config_fingerprint
+from offline_jobs.bundling.writer import relabel_bundle
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.synthetic import SyntheticConfig, generate_synthetic
-from offline_jobs.evaluate import evaluate
-from offline_jobs.latency import free_port
-from offline_jobs.publish import PublishResult, publish_bundle, publish_user_features
+from offline_jobs.release.publish import PublishResult, publish_bundle, publish_user_features
 from offline_jobs.settings import JobSettings
-from offline_jobs.train import TrainConfig, new_model, train_model
+from offline_jobs.training.evaluate import evaluate
+from offline_jobs.training.loop import TrainConfig, new_model, train_model
 from prerank_contract.bundle import sha256_file
 from prerank_contract.gate import GateConfig
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ITEM_HEADS_FILE, MANIFEST_FILE, Manifest, ModelMetrics
 from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
+from research.service_process import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("PRERANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

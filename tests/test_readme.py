@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from loadtest.memory import MemorySettings
-from loadtest.scale import ScaleSettings
 from loadtest.settings import BenchSettings, StackSettings
-from loadtest.soak import SoakSettings
-from loadtest.train_memory import TrainMemorySettings
 from offline_jobs.settings import JobSettings
 from prerank_contract.settings import ENV_PREFIX
+from research.memory import MemorySettings
+from research.scale import ScaleSettings
+from research.soak import SoakSettings
+from research.train_memory import TrainMemorySettings
 from service.settings import ServiceSettings
 from tests.conftest import REPO_ROOT
 

@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest import run as load_run
 from loadtest.settings import LoadSettings, request_bodies
-from loadtest.traffic import draw_bodies, shape_stages, user_pool
+from loadtest.workload import draw_bodies, shape_stages, user_pool
 from offline_jobs.data.dataset import InteractionData
-from offline_jobs.latency import free_port
+from research.service_process import free_port
 from tests.conftest import REDIS_URL, REPO_ROOT, Bundle, RunningService
 
 SERVICE_MAX_CANDIDATES = 500  # the `service` fixture's PRERANK_MAX_CANDIDATES
@@ -114,7 +114,7 @@ def test_without_published_users_ids_come_from_the_range_and_the_log_says_so(
         redis_timeout_seconds=1,
         load_users=50,
     )
-    with caplog.at_level(logging.WARNING, logger="loadtest.traffic"):
+    with caplog.at_level(logging.WARNING, logger="loadtest.workload"):
         assert user_pool(settings).tolist() == list(range(50))
     assert "user ids drawn from [0, 50) instead" in caplog.text
 

@@ -22,7 +22,7 @@ from model_export.onnx_export import (
 )
 from offline_jobs.data.dataset import InteractionData, make_batch
 from offline_jobs.settings import JobSettings
-from offline_jobs.train import new_model
+from offline_jobs.training.loop import new_model
 from prerank_contract.features import PADDING_INDEX
 from prerank_contract.manifest import SCORER_FILE, USER_TOWER_FILE
 from prerank_model.models.base import PrerankModel

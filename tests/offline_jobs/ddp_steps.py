@@ -17,7 +17,7 @@ import torch
 from offline_jobs.data.dataset import InteractionData, make_batch
 from offline_jobs.data.synthetic import SyntheticConfig, generate_synthetic
 from offline_jobs.distributed import DistributedWorld, leave_distributed, start_distributed
-from offline_jobs.train import TrainConfig, batch_tensors, new_model, train_model
+from offline_jobs.training.loop import TrainConfig, batch_tensors, new_model, train_model
 from tests.conftest import TINY_MODEL, TINY_WORLD
 
 # Larger than TINY_WORLD, so the job-level test's AUC is clearly above chance (about 0.63-0.70

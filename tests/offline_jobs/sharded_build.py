@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
-from offline_jobs import precompute
-from offline_jobs.build import build_bundle, config_fingerprint, contribute_to_bundle
+from offline_jobs.bundling import precompute
+from offline_jobs.bundling.assemble import build_bundle, contribute_to_bundle
+from offline_jobs.bundling.fingerprint import config_fingerprint
 from offline_jobs.data.synthetic import generate_synthetic
 from offline_jobs.distributed import leave_distributed, start_distributed
-from offline_jobs.evaluate import evaluate
 from offline_jobs.settings import JobSettings
-from offline_jobs.train import new_model
+from offline_jobs.training.evaluate import evaluate
+from offline_jobs.training.loop import new_model
 from prerank_contract.manifest import ModelMetrics
 from tests.conftest import tiny_settings
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from offline_jobs.data.dataset import InteractionData
-from offline_jobs.publish import publish_bundle, publish_user_features
+from offline_jobs.release.publish import publish_bundle, publish_user_features
 from prerank_contract.gate import GateConfig
 from prerank_contract.keys import RedisKeys
 from prerank_model.models import MODELS

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import redis
 
-from offline_jobs.lifecycle import activate, clear_split, set_split
-from offline_jobs.publish import GateRefusedError
+from offline_jobs.release.publish import GateRefusedError
+from offline_jobs.release.versions import activate, clear_split, set_split
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ITEM_HEADS_FILE
 from prerank_contract.redis_store import read_manifest_of

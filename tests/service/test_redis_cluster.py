@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from offline_jobs.lifecycle import rollback
-from offline_jobs.publish import publish_bundle
+from offline_jobs.release.publish import publish_bundle
+from offline_jobs.release.versions import rollback
 from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_client import LazyClusterClient
 from prerank_contract.redis_store import active_version, read_version

@@ -28,8 +28,8 @@ from offline_jobs.data.movielens import (
     age_group,
     load_movielens_100k,
 )
-from offline_jobs.evaluate import evaluate
-from offline_jobs.train import TrainConfig, new_model, train_model
+from offline_jobs.training.evaluate import evaluate
+from offline_jobs.training.loop import TrainConfig, new_model, train_model
 from tests.conftest import TINY_MODEL
 
 DEFAULT_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ml-100k"

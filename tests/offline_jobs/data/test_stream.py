@@ -26,8 +26,8 @@ from offline_jobs.data.synthetic import (
     synthetic_tables,
     write_synthetic_store,
 )
-from offline_jobs.evaluate import evaluate
-from offline_jobs.train import TrainConfig, new_model, train_model
+from offline_jobs.training.evaluate import evaluate
+from offline_jobs.training.loop import TrainConfig, new_model, train_model
 from tests.conftest import TINY_MODEL, TINY_WORLD
 
 CHUNK_ROWS = 100  # TINY_WORLD's 1,944 train samples in 20 chunks, the last one short

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from offline_jobs.data.synthetic import SyntheticConfig, generate_synthetic
-from offline_jobs.evaluate import evaluate
 from offline_jobs.settings import JobSettings
-from offline_jobs.train import TrainConfig, new_model, train_model
+from offline_jobs.training.evaluate import evaluate
+from offline_jobs.training.loop import TrainConfig, new_model, train_model
 from prerank_model.config import ModelConfig
 
 SMALL = SyntheticConfig(seed=3, num_users=150, num_items=400, events_per_user=15)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from offline_jobs.data.dataset import InteractionData, make_batch
-from offline_jobs.train import batch_tensors
+from offline_jobs.training.loop import batch_tensors
 
 # Before any test module imports it, so that its plain asserts report their values.
 pytest.register_assert_rewrite("tests.prerank_model.models.model_checks")

@@ -10,7 +10,7 @@ import torch
 
 from model_export.onnx_export import ParitySample, check_parity, export_graphs
 from offline_jobs.data.dataset import InteractionData, make_batch
-from offline_jobs.train import batch_tensors, training_loss
+from offline_jobs.training.loop import batch_tensors, training_loss
 from prerank_model.models.base import PrerankModel
 
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

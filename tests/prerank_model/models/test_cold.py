@@ -9,7 +9,7 @@ import torch
 
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.settings import JobSettings
-from offline_jobs.train import new_model
+from offline_jobs.training.loop import new_model
 from prerank_model.models.cold import COLD
 from tests.prerank_model.models.model_checks import (
     Tensors,

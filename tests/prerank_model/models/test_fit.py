@@ -9,7 +9,7 @@ import torch
 
 from offline_jobs.data.dataset import InteractionData, make_batch
 from offline_jobs.settings import JobSettings
-from offline_jobs.train import batch_tensors, new_model
+from offline_jobs.training.loop import batch_tensors, new_model
 from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
 from prerank_model.models.fit import FIT

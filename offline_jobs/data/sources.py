@@ -1,0 +1,71 @@
+"""The job's training data: the dataset named by PRERANK_DATASET, its training samples in memory or
+in a sample store, and the fingerprint of what the models learn from."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from offline_jobs.data.amazon import load_amazon
+from offline_jobs.data.dataset import InteractionData
+from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
+from offline_jobs.data.stream import SampleStore
+from offline_jobs.data.synthetic import generate_synthetic, write_synthetic_store
+from offline_jobs.data.taobao import load_taobao
+from offline_jobs.settings import JobSettings
+
+log = logging.getLogger(__name__)
+
+
+def load_dataset(settings: JobSettings, *, progress: bool = True) -> InteractionData:
+    if settings.dataset == "ml-1m":
+        return load_movielens_1m(settings.ml1m, progress=progress)
+    if settings.dataset == "ml-100k":
+        return load_movielens_100k(settings.ml100k, progress=progress)
+    if settings.dataset == "amazon":
+        return load_amazon(settings.amazon, progress=progress)
+    if settings.dataset == "taobao":
+        return load_taobao(settings.taobao, progress=progress)
+    return generate_synthetic(settings.synthetic, progress=progress)
+
+
+def load_training_data(
+    settings: JobSettings, stack: ExitStack, *, progress: bool = True
+) -> tuple[InteractionData, SampleStore | None]:
+    """The dataset, and with PRERANK_TRAIN_STORE its training samples in a sample store instead
+    of memory (in a scratch directory under the artifacts, removed when `stack` closes)."""
+    if not settings.train_store:
+        return load_dataset(settings, progress=progress), None
+    if settings.dataset != "synthetic":
+        raise ValueError(
+            f"PRERANK_TRAIN_STORE: the {settings.dataset} loader reads its files whole; only the "
+            "synthetic generator writes its samples to a store (offline_jobs/data/stream.py)"
+        )
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(
+        stack.enter_context(
+            tempfile.TemporaryDirectory(prefix=".train-store-", dir=settings.artifacts_dir)
+        )
+    )
+    store, data = write_synthetic_store(
+        settings.synthetic,
+        scratch / "train",
+        chunk_rows=settings.train_store_chunk_rows,
+        progress=progress,
+    )
+    log.info("training samples: %d rows in the store at %s", store.rows, store.path)
+    return data, store
+
+
+def training_fingerprint(data: InteractionData, store: SampleStore | None) -> str:
+    """What the models are trained and evaluated on: the data's fingerprint, and the store's
+    column checksums when the training samples are in a store rather than in `data`."""
+    if store is None:
+        return data.fingerprint()
+    digest = hashlib.sha256(data.fingerprint().encode())
+    for name, column in sorted(store.manifest.columns.items()):
+        digest.update(f"{name}:{column.sha256}".encode())
+    return digest.hexdigest()

@@ -1,0 +1,132 @@
+"""``python -m research.bench.echo``: the benchmark's floor. The service's stack and request path around
+the model (FastAPI + uvicorn, the route's bounded raw-body read, `service.ranking.parse_request` in
+a worker thread, de-duplication, catalogue lookup, ordering, the same orjson answer) with an id
+hash for a score instead of the model. Configured by the service's own PRERANK_* settings
+(host, port, limits, threads); with PRERANK_BUNDLE_DIR, ids outside that bundle's catalogue are
+reported unknown, as the service reports them."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import numpy as np
+import orjson
+import uvicorn
+from anyio import to_thread
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from threadpoolctl import threadpool_limits
+
+from prerank_contract.manifest import ITEM_IDS_FILE
+from prerank_contract.settings import load_settings
+from prerank_contract.traffic import CONTROL
+from service.ranking import best_first, deduplicate, parse_request, scored_items
+from service.routes import read_body
+from service.schemas import UserSource
+from service.settings import ServiceSettings
+from service.workers import uvicorn_config
+
+log = logging.getLogger("research.bench.echo")
+
+ECHO_VERSION = "echo"
+HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: ids spread over [0, 2^64)
+HASH_SCALE = 2.0**-64
+
+
+def echo_scores(item_ids: np.ndarray) -> np.ndarray:
+    """[N] int64 ids -> [N] float64 pseudo-scores in [0, 1): a hash of the id, no model."""
+    return (item_ids.astype(np.uint64) * HASH_MULTIPLIER).astype(np.float64) * HASH_SCALE
+
+
+def echo_answer(
+    body: bytes, catalogue: np.ndarray | None, max_candidates: int, max_history: int
+) -> bytes:
+    """Answer one /prerank body in the service's response shape (`service.ranking.rank`'s steps,
+    with `echo_scores` where the model runs). `catalogue`: sorted [M] int64 known ids, or None
+    (every id known)."""
+    request = parse_request(body, max_candidates, max_history)
+    candidate_ids, duplicates = deduplicate(np.asarray(request.candidates, dtype=np.int64))
+    if catalogue is None or not catalogue.size:
+        known = np.full(candidate_ids.size, catalogue is None)
+    else:  # the service's vectorised binary search (Snapshot.lookup)
+        rows = np.minimum(np.searchsorted(catalogue, candidate_ids), catalogue.size - 1)
+        known = catalogue[rows] == candidate_ids
+    known_ids, unknown_ids = candidate_ids[known], candidate_ids[~known]
+    scores = echo_scores(known_ids)
+    best = best_first(scores, request.top_k)
+    meta_index = np.zeros(best.size, dtype=np.int64) if request.explain else None
+    given = request.user_features is not None or request.history is not None
+    source: UserSource = "request" if given else "cold_start"
+    return orjson.dumps(
+        {
+            "model_version": ECHO_VERSION,
+            "arm": CONTROL,
+            "items": scored_items(known_ids[best], scores[best], meta_index),
+            "unknown_items": unknown_ids.tolist(),
+            "duplicate_items": duplicates.tolist(),
+            "user_source": source,
+            "cold_start": source == "cold_start",
+            "degraded": False,
+            "degraded_reasons": [],
+        }
+    )
+
+
+def load_catalogue(settings: ServiceSettings) -> np.ndarray | None:
+    """The sorted item ids of PRERANK_BUNDLE_DIR's bundle, or None when it is unset."""
+    if settings.bundle_dir is None:
+        return None
+    return np.load(settings.bundle_dir / ITEM_IDS_FILE, allow_pickle=False).astype(np.int64)
+
+
+def create_echo_app(settings: ServiceSettings, catalogue: np.ndarray | None) -> FastAPI:
+    """`POST /prerank` (echo), `/healthz`, `/readyz` (always ready, version "echo")."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        threadpool_limits(limits=settings.blas_threads)
+        yield
+
+    app = FastAPI(title="prerank echo floor", lifespan=lifespan)
+
+    @app.post("/prerank")
+    async def prerank(request: Request) -> Response:
+        body = await read_body(request, settings.max_body_bytes)
+        if body is None:
+            limit = settings.max_body_bytes
+            detail = [{"type": "too_large", "loc": ["body"], "msg": f"body over {limit} bytes"}]
+            return JSONResponse({"detail": detail}, status_code=413)
+        payload = await run_in_threadpool(
+            echo_answer, body, catalogue, settings.max_candidates, settings.max_request_history
+        )
+        return Response(payload, media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, object]:
+        items = None if catalogue is None else int(catalogue.size)
+        return {"ready": True, "version": ECHO_VERSION, "items": items}
+
+    return app
+
+
+def main() -> int:
+    settings = load_settings(ServiceSettings)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_echo_app(settings, load_catalogue(settings))
+    uvicorn.Server(uvicorn_config(app, settings)).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
