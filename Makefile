@@ -45,7 +45,7 @@ load: setup
 # Latency against the echo floor, FIT vs Two-Tower, decoupled vs per-pair, 2-worker throughput:
 # docs/benchmarks/latency.md + .png (about 2 minutes; needs `make train`'s bundles).
 bench: setup
-	$(PY) -m research.bench.bench $(ARGS)
+	$(PY) -m research.bench $(ARGS)
 
 # py-spy on the service under load: docs/benchmarks/profile.md (top functions) + profile.svg.
 profile: setup

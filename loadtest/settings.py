@@ -1,4 +1,5 @@
-"""Typed settings of the load tools (``PRERANK_LOAD_*``, beside the common Redis settings)."""
+"""Typed settings of the load tools: Locust's simulated callers (``PRERANK_LOAD_*``) and the local
+stack (``PRERANK_STACK_*``), beside the common Redis settings."""
 
 from __future__ import annotations
 
@@ -149,13 +150,6 @@ class LoadSettings(CommonSettings):
         return read_manifest(self.load_bundle_dir).feature_schema.fingerprint
 
 
-def request_bodies(settings: LoadSettings, count: int) -> list[bytes]:
-    """`count` JSON /prerank bodies drawn with the settings' seed (`loadtest.workload`)."""
-    from loadtest.workload import draw_bodies, user_pool
-
-    return draw_bodies(settings, count, user_pool(settings))
-
-
 class StackSettings(CommonSettings):
     """The local stack of ``python -m loadtest.stack`` (``PRERANK_STACK_*``): docker-compose.yml's
     topology as processes on this machine."""
@@ -193,112 +187,3 @@ class StackSettings(CommonSettings):
     stack_install_timeout_seconds: float = Field(
         default=600.0, gt=0, description="longest apt-get run"
     )
-
-
-class BenchSettings(CommonSettings):
-    """``python -m research.bench.bench`` (``make bench``, ``PRERANK_BENCH_*``): the echo floor, FIT and
-    Two-Tower through the real service, the in-process scoring paths, and the 2-worker
-    throughput, in one run on one machine."""
-
-    bench_bundles_dir: Path = Field(
-        default=REPO_ROOT / "artifacts" / "bundles",
-        description="where `make train` writes bundles; the newest fit-* and two_tower-* are used",
-    )
-    bench_fit_bundle: Path | None = Field(
-        default=None, description="FIT bundle directory (default: the newest fit-* bundle)"
-    )
-    bench_two_tower_bundle: Path | None = Field(
-        default=None,
-        description="Two-Tower bundle directory (default: the newest two_tower-* bundle)",
-    )
-    bench_candidates: tuple[int, ...] = Field(
-        default=(100, 500, 1_000, 2_000, 5_000, 10_000),
-        min_length=1,
-        description="candidates per request; past the catalogue size the rest are unknown ids",
-    )
-    bench_requests: int = Field(
-        default=300, ge=1, description="timed requests per target, candidate count and round"
-    )
-    bench_warmup: int = Field(
-        default=15, ge=0, description="untimed requests before each target's timed ones"
-    )
-    bench_rounds: int = Field(
-        default=3,
-        ge=1,
-        description="rounds over every (candidate count, target); each round changes the order "
-        "of the targets, so drift on the machine is shared out",
-    )
-    bench_history: int = Field(
-        default=20, ge=0, description="history item ids each request carries (the user tower's)"
-    )
-    bench_seed: int = Field(default=0, description="seed of the drawn requests and the model")
-    bench_deadline_ms: float = Field(
-        default=60_000.0,
-        gt=0,
-        description="the services' PRERANK_DEADLINE_MS: high, so no answer is a deadline fallback",
-    )
-    bench_request_timeout_seconds: float = Field(
-        default=60.0, gt=0, description="client timeout of one request"
-    )
-    bench_torch_threads: int = Field(
-        default=1,
-        ge=1,
-        description="torch intra-op threads of the in-process timing (the service runs ONNX "
-        "Runtime with 1 thread per op)",
-    )
-    bench_scoring_candidates: int = Field(
-        default=5_000, ge=1, description="candidates of the in-process scoring-path timing"
-    )
-    bench_scoring_repeats: int = Field(
-        default=15, ge=1, description="timed repeats of each scoring path (the median is kept)"
-    )
-    bench_scoring_warmup: int = Field(
-        default=3, ge=0, description="untimed repeats of each scoring path"
-    )
-    bench_throughput_workers: int = Field(
-        default=2, ge=1, description="PRERANK_WORKERS of the throughput run"
-    )
-    bench_throughput_candidates: int = Field(
-        default=1_000, ge=1, description="candidates per request of the throughput run"
-    )
-    bench_throughput_rates: tuple[float, ...] = Field(
-        default=(100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1_000.0, 1_200.0, 1_500.0),
-        min_length=1,
-        description="open-loop arrival rates (requests/s), tried in increasing order until one "
-        "breaks",
-    )
-    bench_throughput_seconds: float = Field(
-        default=8.0, gt=0, description="duration of each open-loop rate"
-    )
-    bench_throughput_warmup_seconds: float = Field(
-        default=2.0, ge=0, description="open-loop warm-up at the lowest rate, not recorded"
-    )
-    bench_throughput_bodies: int = Field(
-        default=200, ge=1, description="distinct request bodies the open loop cycles through"
-    )
-    bench_throughput_connections: int = Field(
-        default=256, ge=1, description="most connections the open-loop generator keeps open"
-    )
-    bench_throughput_request_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="open-loop timeout per request (a timeout is an error)"
-    )
-    bench_throughput_keep_up: float = Field(
-        default=0.95,
-        gt=0,
-        le=1,
-        description="a rate holds only when answers complete at this share of it or more "
-        "(an overloaded server's queue can grow with p99 still under 4 x p50)",
-    )
-    bench_echo_throughput: bool = Field(
-        default=True,
-        description="also run the open loop against the echo floor (1 process): the load "
-        "generator's own reach on this machine",
-    )
-    bench_report_dir: Path = Field(
-        default=REPO_ROOT / "docs" / "benchmarks",
-        description="where latency.md and latency.png are written",
-    )
-    bench_log_dir: Path = Field(
-        default=REPO_ROOT / "artifacts" / "bench", description="logs of the started servers"
-    )
-    bench_progress: bool = Field(default=True, description="progress bars")

@@ -1,9 +1,10 @@
 """docker-compose.yml's topology as local processes: ``python -m loadtest.stack`` (``make stack``).
 
 Redis (the one at PRERANK_REDIS_URL, else a redis-server started here), the offline job (unless
-a version is already active), the service replicas and Prometheus with the compose config and
-alert rules (targets swapped for local ports). Ctrl-C or SIGTERM stops what it started, and only
-that. `Stack` is the same topology as a context manager, for tests."""
+a version is already active), the service replicas (`research.service_process`, the one launcher
+of the service) and Prometheus with the compose config and alert rules (targets swapped for local
+ports). Ctrl-C or SIGTERM stops what it started, and only that. `Stack` is the same topology as
+a context manager, for tests."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,6 +31,7 @@ from loadtest.settings import REPO_ROOT, StackSettings
 from prerank_contract.redis_client import REDIS_ERRORS
 from prerank_contract.redis_store import active_version
 from prerank_contract.settings import ENV_PREFIX, load_settings
+from research.service_process import ServiceProcess
 
 log = logging.getLogger("loadtest.stack")  # the same name when run as __main__
 
@@ -49,9 +51,25 @@ class PrometheusUnavailableError(RuntimeError):
     """Prometheus is not installed and cannot be installed here; the message says why."""
 
 
+class Started(Protocol):
+    """A process the stack started (a `Child`, or a service replica's `ServiceProcess`)."""
+
+    name: str
+    log_path: Path
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None: ...
+
+    def running(self) -> bool: ...
+
+    def terminate(self) -> None: ...
+
+    def wait(self, timeout_seconds: float) -> None: ...
+
+
 @dataclass
 class Child:
-    """A process the stack started, with its log."""
+    """A process the stack started other than a replica (Redis, Prometheus), with its log."""
 
     name: str
     process: subprocess.Popen[bytes]
@@ -62,25 +80,26 @@ class Child:
 
     def terminate(self) -> None:
         if self.running():
-            log.info("stopping %s (pid %d)", self.name, self.process.pid)
             self.process.terminate()
 
-    def wait(self, timeout: float) -> None:
-        """Wait for it to exit; SIGKILL after `timeout`."""
+    def wait(self, timeout_seconds: float) -> None:
+        """Wait for it to exit; SIGKILL after `timeout_seconds`."""
         try:
-            self.process.wait(timeout=timeout)
+            self.process.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %s s: killed", self.name, timeout)
+            log.warning("%s did not stop within %s s: killed", self.name, timeout_seconds)
             self.process.kill()
             self.process.wait()
 
 
-def stop_together(children: list[Child], timeout: float) -> None:
+def stop_together(children: Sequence[Started], timeout_seconds: float) -> None:
     """SIGTERM all, then wait for each: replicas drain side by side, not one after another."""
     for child in children:
-        child.terminate()
+        if child.running():
+            log.info("stopping %s", child.name)
+            child.terminate()
     for child in children:
-        child.wait(timeout)
+        child.wait(timeout_seconds)
 
 
 def spawn(name: str, command: list[str], env: Mapping[str, str], log_dir: Path) -> Child:
@@ -225,7 +244,7 @@ class Stack:
         self.replica_urls = [f"http://{host}:{port}" for host, port in self.replica_addresses]
         self.prometheus_url: str | None = None
         self.prometheus_skipped: str | None = None
-        self.children: list[Child] = []
+        self.children: list[Started] = []
         self.env = dict(os.environ) | {
             f"{ENV_PREFIX}REDIS_URL": settings.redis_url,
             f"{ENV_PREFIX}REDIS_KEY_PREFIX": settings.redis_key_prefix,
@@ -261,7 +280,7 @@ class Stack:
     ) -> None:
         self._cleanup.close()
 
-    def exited(self) -> list[Child]:
+    def exited(self) -> list[Started]:
         """Started processes that are no longer running."""
         return [child for child in self.children if not child.running()]
 
@@ -276,7 +295,7 @@ class Stack:
         lines.append(f"logs        {self.log_dir}")
         return "\n".join(lines)
 
-    def _started(self, cleanup: ExitStack, *children: Child) -> None:
+    def _started(self, cleanup: ExitStack, *children: Started) -> None:
         """Record `children` and stop them (together) when the stack closes."""
         self.children.extend(children)
         cleanup.callback(stop_together, list(children), self.settings.stack_stop_timeout_seconds)
@@ -298,20 +317,24 @@ class Stack:
             raise RuntimeError("the offline job failed (its output is above)")
 
     def _start_replicas(self, cleanup: ExitStack) -> None:
+        """Every replica started at once (they load side by side), then each waited for."""
         replicas = [
-            spawn(
-                f"service-{index}",
-                [sys.executable, "-m", "service"],
-                self.env | {f"{ENV_PREFIX}HOST": host, f"{ENV_PREFIX}PORT": str(port)},
-                self.log_dir,
+            ServiceProcess.from_env(
+                self.env,
+                self.log_dir / f"service-{index}.log",
+                name=f"service-{index}",
+                address=address,
+                start_timeout_seconds=self.settings.stack_ready_timeout_seconds,
             )
-            for index, (host, port) in enumerate(self.replica_addresses, start=1)
+            for index, address in enumerate(self.replica_addresses, start=1)
         ]
         self._started(cleanup, *replicas)
-        for replica, url in zip(replicas, self.replica_urls, strict=True):
-            ready = answers_200(f"{url}/readyz")
-            wait_until(replica, ready, self.settings.stack_ready_timeout_seconds, "ready")
-            log.info("%s ready at %s", replica.name, url)
+        for replica in replicas:
+            replica.spawn()
+            log.info("started %s, log %s", replica.name, replica.log_path)
+        for replica in replicas:
+            replica.wait_until_ready()
+            log.info("%s ready at %s", replica.name, replica.url)
 
     def _start_prometheus(self, cleanup: ExitStack) -> None:
         try:
@@ -372,9 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             while not (exited := stack.exited()):
                 time.sleep(WATCH_SECONDS)
             for child in exited:
-                log.error(
-                    "%s exited (%s); see %s", child.name, child.process.returncode, child.log_path
-                )
+                code = None if child.process is None else child.process.returncode
+                log.error("%s exited (%s); see %s", child.name, code, child.log_path)
             return 1
     except (RuntimeError, TimeoutError, *REDIS_ERRORS) as exc:
         log.error("%s", exc)

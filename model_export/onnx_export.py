@@ -15,15 +15,25 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from prerank_contract.manifest import SCORER_FILE, USER_TOWER_FILE, GraphSpec, TensorSpec
+from prerank_contract.graphs import (
+    BATCH_AXIS,
+    CANDIDATES_AXIS,
+    DTYPES,
+    GRAPHS,
+    HISTORY,
+    HISTORY_AXIS,
+    ITEM_HEADS,
+    LOGITS,
+    META_INDEX,
+    SCORER,
+    USER_FEATURES,
+    USER_HEADS,
+    USER_TOWER,
+)
+from prerank_contract.manifest import GraphSpec, TensorSpec
 from prerank_model.models.base import PrerankModel
 
 log = logging.getLogger(__name__)
-
-USER_TOWER = "user_tower"
-SCORER = "scorer"
-USER_FEATURES, HISTORY, USER_HEADS = "user_features", "history", "user_heads"
-ITEM_HEADS, META_INDEX, LOGITS = "item_heads", "meta_index", "logits"
 
 
 class ParityError(Exception):
@@ -69,8 +79,13 @@ class ParitySample:
 
 
 def _spec(name: str, array: np.ndarray, dynamic: dict[int, str]) -> TensorSpec:
+    """The manifest's record of tensor `name`, exported from `array` (its shape, with the axes
+    in `dynamic` named); ValueError when `array` is not of the contract's element type, since
+    the service would feed the graph that type."""
+    if str(array.dtype) != DTYPES[name]:
+        raise ValueError(f"{name}: exported from {array.dtype}, the contract says {DTYPES[name]}")
     shape: list[int | str] = [dynamic.get(axis, size) for axis, size in enumerate(array.shape)]
-    return TensorSpec(name=name, dtype=str(array.dtype), shape=shape)
+    return TensorSpec(name=name, dtype=DTYPES[name], shape=shape)
 
 
 # The exporter logs every optimisation pass at INFO; keep the job's log about the job.
@@ -104,8 +119,8 @@ def _export(
 def export_graphs(model: PrerankModel, sample: ParitySample, out_dir: Path) -> dict[str, GraphSpec]:
     """Write user_tower.onnx and scorer.onnx into `out_dir`; return their I/O specs."""
     model.eval()
-    batch, users = torch.export.Dim("batch"), torch.export.Dim("history_length")
-    candidates = torch.export.Dim("candidates")
+    batch, users = torch.export.Dim(BATCH_AXIS), torch.export.Dim(HISTORY_AXIS)
+    candidates = torch.export.Dim(CANDIDATES_AXIS)
     user_features = torch.from_numpy(sample.user_features)
     history = torch.from_numpy(sample.history)
     _export(
@@ -113,7 +128,7 @@ def export_graphs(model: PrerankModel, sample: ParitySample, out_dir: Path) -> d
         (user_features, history),
         {USER_FEATURES: {0: batch}, HISTORY: {0: batch, 1: users}},
         USER_HEADS,
-        out_dir / USER_TOWER_FILE,
+        out_dir / GRAPHS[USER_TOWER].file,
     )
     user_heads = model.encode_user(user_features[:1], history[:1])[0].numpy()
     _export(
@@ -125,26 +140,26 @@ def export_graphs(model: PrerankModel, sample: ParitySample, out_dir: Path) -> d
         ),
         {USER_HEADS: None, ITEM_HEADS: {0: candidates}, META_INDEX: {0: candidates}},
         LOGITS,
-        out_dir / SCORER_FILE,
+        out_dir / GRAPHS[SCORER].file,
     )
-    heads_out = np.zeros((1, *user_heads.shape), dtype=np.float32)
+    heads_out = np.zeros((1, *user_heads.shape), DTYPES[USER_HEADS])  # the shape only
     return {
         USER_TOWER: GraphSpec(
-            file=USER_TOWER_FILE,
+            file=GRAPHS[USER_TOWER].file,
             inputs=[
-                _spec(USER_FEATURES, sample.user_features, {0: "batch"}),
-                _spec(HISTORY, sample.history, {0: "batch", 1: "history_length"}),
+                _spec(USER_FEATURES, sample.user_features, {0: BATCH_AXIS}),
+                _spec(HISTORY, sample.history, {0: BATCH_AXIS, 1: HISTORY_AXIS}),
             ],
-            outputs=[_spec(USER_HEADS, heads_out, {0: "batch"})],
+            outputs=[_spec(USER_HEADS, heads_out, {0: BATCH_AXIS})],
         ),
         SCORER: GraphSpec(
-            file=SCORER_FILE,
+            file=GRAPHS[SCORER].file,
             inputs=[
                 _spec(USER_HEADS, user_heads, {}),
-                _spec(ITEM_HEADS, sample.item_heads, {0: "candidates"}),
-                _spec(META_INDEX, sample.meta_index, {0: "candidates"}),
+                _spec(ITEM_HEADS, sample.item_heads, {0: CANDIDATES_AXIS}),
+                _spec(META_INDEX, sample.meta_index, {0: CANDIDATES_AXIS}),
             ],
-            outputs=[_spec(LOGITS, np.zeros(1, np.float32), {0: "candidates"})],
+            outputs=[_spec(LOGITS, np.zeros(1, DTYPES[LOGITS]), {0: CANDIDATES_AXIS})],
         ),
     }
 
@@ -159,8 +174,8 @@ def check_parity(
     The scorer is checked for every user of the sample against all N item rows.
     """
     model.eval()
-    user_tower = ort.InferenceSession(str(out_dir / USER_TOWER_FILE))
-    scorer = ort.InferenceSession(str(out_dir / SCORER_FILE))
+    user_tower = ort.InferenceSession(str(out_dir / GRAPHS[USER_TOWER].file))
+    scorer = ort.InferenceSession(str(out_dir / GRAPHS[SCORER].file))
     user_features = torch.from_numpy(sample.user_features)
     history = torch.from_numpy(sample.history)
     expected_heads = model.encode_user(user_features, history).numpy()

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from offline_jobs.data.amazon import AmazonConfig
 from offline_jobs.data.movielens import MovieLens100KConfig, MovieLensConfig
+from offline_jobs.data.stream.format import DEFAULT_CHUNK_ROWS
 from offline_jobs.data.synthetic import SyntheticConfig
 from offline_jobs.data.taobao import TaobaoConfig
 from offline_jobs.training.loop import TrainConfig
@@ -50,7 +51,7 @@ class JobSettings(CommonSettings):
         "(synthetic data only), so training memory does not grow with the samples",
     )
     train_store_chunk_rows: int = Field(
-        default=65_536, ge=1, description="rows per chunk of the training sample store"
+        default=DEFAULT_CHUNK_ROWS, ge=1, description="rows per chunk of the training sample store"
     )
     precompute_batch_size: int = Field(default=8192, ge=1, description="items per batch")
     publish_chunk_bytes: int = Field(default=4 << 20, ge=1024, description="Redis value size")

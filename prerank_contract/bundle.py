@@ -106,10 +106,10 @@ def write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> None:
         raise
 
 
-def point_current(bundles_dir: Path, target: Path, link_name: str = CURRENT_LINK) -> Path:
+def point_current(bundles_dir: Path, target: Path) -> Path:
     """Atomically (re)point the `bundles_dir/current` symlink at `target` (a child of it)."""
-    link = bundles_dir / link_name
-    tmp = bundles_dir / f".{link_name}.{os.getpid()}"
+    link = bundles_dir / CURRENT_LINK
+    tmp = bundles_dir / f".{CURRENT_LINK}.{os.getpid()}"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target.name)
     os.replace(tmp, link)

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prerank_contract.features import FeatureSchema
 
+# This code refuses every other format, so a bump is for a change a reader of the previous format
+# cannot follow; an added optional field (`frameworks`, `gate`) is not one.
 FORMAT_VERSION = 1
 
 MANIFEST_FILE = "manifest.json"
@@ -28,12 +30,16 @@ class _Strict(BaseModel):
 
 
 class TensorSpec(_Strict):
+    """One input or output of a graph (`prerank_contract.graphs` names them)."""
+
     name: str
-    dtype: str
+    dtype: str = Field(description="numpy's name of the element type, e.g. float32")
     shape: list[int | str] = Field(description="ints are fixed, strings name dynamic axes")
 
 
 class GraphSpec(_Strict):
+    """One ONNX graph of the bundle as exported; the service checks its session against this."""
+
     file: str
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
@@ -66,6 +72,15 @@ class DatasetInfo(_Strict):
     samples: dict[str, int]
 
 
+class FrameworkVersions(_Strict):
+    """The library versions that built a bundle: what to install to rebuild or debug it."""
+
+    torch: str
+    onnx: str
+    onnxruntime: str
+    numpy: str
+
+
 class GateRecord(_Strict):
     """The publish gate's decision, recorded in the manifest stored in Redis at publish time."""
 
@@ -88,6 +103,9 @@ class Manifest(_Strict):
     version: str
     created_at: str
     git_commit: str | None
+    frameworks: FrameworkVersions | None = Field(
+        default=None, description="absent in bundles built before the versions were recorded"
+    )
     dataset: DatasetInfo
     feature_schema: FeatureSchema
     config: dict[str, object]

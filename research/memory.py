@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
-import psutil
 from pydantic import Field
 
 from loadtest.settings import REPO_ROOT, LoadSettings
 from offline_jobs.bundling.writer import write_bundle
 from prerank_contract.bundle import verify_bundle_dir, write_text_atomically
+from prerank_contract.http import WORKER_HEADER
 from prerank_contract.manifest import (
     ITEM_FEATURES_FILE,
     ITEM_HEADS_FILE,
@@ -35,12 +32,11 @@ from prerank_contract.manifest import (
     Manifest,
 )
 from prerank_contract.settings import ENV_PREFIX, load_settings
-from research.service_process import free_port
+from research.service_process import ServiceProcess
 
 log = logging.getLogger("research.memory")
 
 MIB = 2**20
-POLL_SECONDS = 0.5
 
 
 class MemorySettings(LoadSettings):
@@ -83,32 +79,19 @@ def tiled_bundle(source: Path, bundles_dir: Path, items: int) -> Path:
 
 def measure(settings: MemorySettings, bundle: Path, workers: int, scratch: Path) -> list[dict]:
     """Serve `bundle` with `workers` workers; each worker's memory after the requests."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    env |= {
-        f"{ENV_PREFIX}PORT": str(port),
+    env = {
         f"{ENV_PREFIX}USE_REDIS": "false",
         f"{ENV_PREFIX}BUNDLE_DIR": str(bundle),
         f"{ENV_PREFIX}WORKERS": str(workers),
         f"{ENV_PREFIX}SHUTDOWN_DRAIN_SECONDS": "0",
         f"{ENV_PREFIX}LOG_LEVEL": "warning",
     }
-    log_path = scratch / f"service-{workers}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=log_file,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + settings.memory_ready_timeout_seconds
-        while not ready(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"service with {workers} workers did not start; see {log_path}")
-            time.sleep(POLL_SECONDS)
+    service = ServiceProcess.from_env(
+        env,
+        scratch / f"service-{workers}.log",
+        start_timeout_seconds=settings.memory_ready_timeout_seconds,
+    )
+    with service:
         rng = np.random.default_rng(settings.load_seed)
         answered = set()
         for _ in range(settings.memory_requests):
@@ -116,12 +99,14 @@ def measure(settings: MemorySettings, bundle: Path, workers: int, scratch: Path)
                 rng.choice(settings.memory_items, size=settings.load_candidates, replace=False) + 1
             )
             response = httpx.post(
-                f"{url}/prerank", json={"user_id": 1, "candidates": ids.tolist()}, timeout=60
+                f"{service.url}/prerank",
+                json={"user_id": 1, "candidates": ids.tolist()},
+                timeout=60,
             )
             response.raise_for_status()
-            answered.add(response.headers.get("x-prerank-worker"))
-        root = psutil.Process(process.pid)
-        serving = [root] if workers == 1 else root.children()
+            answered.add(response.headers.get(WORKER_HEADER))
+        root, *forked = service.processes()
+        serving = forked if workers > 1 else [root]  # with workers, the root only supervises
         figures = []
         for worker in serving:
             info = worker.memory_full_info()
@@ -136,16 +121,6 @@ def measure(settings: MemorySettings, bundle: Path, workers: int, scratch: Path)
                 }
             )
         return figures
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def report(settings: MemorySettings, bundle: Path, figures: list[dict]) -> str:

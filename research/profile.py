@@ -26,7 +26,8 @@ from prerank_contract.bundle import write_text_atomically
 from prerank_contract.http import DEADLINE_HEADER
 from prerank_contract.manifest import ITEM_IDS_FILE
 from prerank_contract.settings import load_settings
-from research.bench.bench import newest_bundle, request_set
+from research.bench.discovery import newest_bundle
+from research.bench.request_sets import request_set
 from research.http_client import closed_loop
 from research.service_process import ServiceProcess
 
@@ -38,6 +39,9 @@ WAITING = ("Condition.wait (threading.py)", "Event.wait (threading.py)")
 
 
 class ProfileSettings(LoadSettings):
+    """``python -m research.profile`` (``PRERANK_PROFILE_*``, over the load settings' seed, history
+    and users): how long and how often py-spy samples, and what the requests carry."""
+
     profile_candidates: int = Field(default=5_000, ge=1, description="candidates per request")
     profile_seconds: int = Field(default=20, ge=1, description="sampling duration")
     profile_rate: int = Field(default=250, ge=1, description="py-spy samples per second")
@@ -76,7 +80,14 @@ def top_functions(collapsed: str, top: int) -> tuple[int, list[tuple[str, int, i
     return total, [(name, own[name], inclusive[name]) for name, _ in own.most_common(top)]
 
 
-def report(settings: ProfileSettings, bundle: Path, total: int, rows: list, requests: int) -> str:
+def report(
+    settings: ProfileSettings,
+    bundle: Path,
+    total: int,
+    rows: list[tuple[str, int, int]],
+    requests: int,
+) -> str:
+    """profile.md: the busiest functions by own samples, with and without their callees."""
     lines = [
         "# Where a /prerank request spends its CPU",
         "",

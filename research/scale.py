@@ -3,13 +3,14 @@ through training, precompute, publish and the service, against one of 10,000.
 
 For each catalogue size (10,000 and 1,000,000 items by default) the synthetic world is generated
 with that many items (`offline_jobs.data.synthetic`, the same users and samples), FIT is trained
-on it and built into a bundle by the job's own code (`offline_jobs.bundling.assemble`). Measured: precompute
-(`offline_jobs.bundling.precompute.precompute_items`: encode_items + FAISS meta index, streamed into the
-item table's files), the bundle build, publish to Redis under a scratch key prefix (time and the
-growth of Redis's `used_memory`; the users' features too, so requests read the feature store),
-the service's start from Redis (fetch, verify, warm-up, until ready), its RSS, and `/prerank` p50
-at 1,000 candidates with the closed-loop client. Writes docs/benchmarks/scale.md with the p50
-ratio (goal: <= 1.2, the lookup must not grow with the catalogue).
+on it and built into a bundle by the job's own code (`offline_jobs.bundling.assemble`).
+Measured: precompute (`offline_jobs.bundling.precompute.precompute_items`: encode_items + FAISS
+meta index, streamed into the item table's files), the bundle build, publish to Redis under a
+scratch key prefix (time and the growth of Redis's `used_memory`; the users' features too, so
+requests read the feature store), the service's start from Redis (fetch, verify, warm-up, until
+ready), its RSS, and `/prerank` p50 at 1,000 candidates with the closed-loop client. Writes
+docs/benchmarks/scale.md with the p50 ratio (goal: <= 1.2, the lookup must not grow with the
+catalogue).
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ def published(
             chunk_bytes=settings.scale_publish_chunk_bytes,
             keep_versions=1,
             gate=settings.gate,
+            orphan_min_idle_seconds=world.job.publish_orphan_min_idle_seconds,
             override_reason="scale benchmark: a world trained for one epoch",
         )
         seconds = time.perf_counter() - started

@@ -93,12 +93,6 @@ def locust_command(settings: SoakSettings, url: str, csv_prefix: Path) -> list[s
     ]
 
 
-def service_processes(pid: int) -> list[psutil.Process]:
-    """The service and any worker processes it forked."""
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
 def rss_mib(processes: list[psutil.Process]) -> dict[str, float]:
     sizes = {}
     for process in processes:
@@ -165,9 +159,7 @@ def soak(settings: SoakSettings) -> SoakReport:
             max_candidates=max(settings.load_candidates, settings.load_candidates_max or 0),
         ) as service:
             log.info("service at %s; Locust for %.0f s", service.url, settings.soak_seconds)
-            assert service.process is not None
-            processes = service_processes(service.process.pid)
-            report = drive(settings, job, client, service, processes, csv_prefix, second)
+            report = drive(settings, job, client, service, service.processes(), csv_prefix, second)
     write_text_atomically(settings.soak_report, orjson.dumps(asdict(report)).decode())
     client.close()
     return report

@@ -33,12 +33,9 @@ from pydantic import Field
 
 from loadtest.settings import REPO_ROOT
 from offline_jobs.data.dataset import InteractionData
-from offline_jobs.data.stream import (
-    DEFAULT_CHUNK_ROWS,
-    FeatureTables,
-    SampleStore,
-    SampleStoreWriter,
-)
+from offline_jobs.data.stream.format import DEFAULT_CHUNK_ROWS, FeatureTables
+from offline_jobs.data.stream.store import SampleStore
+from offline_jobs.data.stream.writer import SampleStoreWriter
 from offline_jobs.data.synthetic import SyntheticConfig, write_synthetic_store
 from offline_jobs.training.loop import TrainConfig, new_model, train_model
 from prerank_contract.bundle import write_text_atomically

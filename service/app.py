@@ -121,6 +121,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 opened.close()
 
     app = FastAPI(title="FIT pre-ranking service", version="0.1.0", lifespan=lifespan)
-    app.state.prerank = ServiceState(settings, Metrics(), FeatureStore(None, settings.keys))
+    app.state.prerank = ServiceState(settings, Metrics(), FeatureStore.offline(settings.keys))
     app.include_router(router)
     return app

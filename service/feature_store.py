@@ -43,8 +43,8 @@ class FeatureStore:
         self,
         client: RedisClient | None,
         keys: RedisKeys,
-        backoff_seconds: float = 0.1,
-        backoff_max_seconds: float = 5.0,
+        backoff_seconds: float,
+        backoff_max_seconds: float,
         up: Gauge | None = None,
     ) -> None:
         self.client = client
@@ -56,6 +56,12 @@ class FeatureStore:
         self.outage: Outage | None = None  # None while Redis answers
         if up is not None:
             up.set(0 if client is None else 1)
+
+    @classmethod
+    def offline(cls, keys: RedisKeys) -> FeatureStore:
+        """A store without Redis (warm-up, an app before its lifespan connects): every user is
+        unknown to it, and no answer is degraded. Without a client it never backs off."""
+        return cls(None, keys, backoff_seconds=0.0, backoff_max_seconds=0.0)
 
     def get(self, schema_fingerprint: str, user_id: int) -> UserRecord | None:
         """{"features": {field: value}, "history": [item ids]} or None for an unknown user.

@@ -60,7 +60,7 @@ def warm_up(snapshot: Snapshot, settings: ServiceSettings) -> None:
     through the whole request path; refuse it unless every score is a finite probability."""
     rng = np.random.default_rng(WARMUP_SEED)
     serving = Serving(snapshot)
-    offline_store = FeatureStore(None, settings.keys)  # warm-up never waits on the network
+    offline_store = FeatureStore.offline(settings.keys)  # warm-up never waits on the network
     scratch = Metrics(record=False)  # warm-up is not traffic: it stays out of the served metrics
     size = min(settings.warmup_candidates, settings.max_candidates, snapshot.item_ids.size)
     history_length = snapshot.manifest.feature_schema.max_history

@@ -20,10 +20,8 @@ from prerank_contract.traffic import CONTROL, TREATMENT, Arm
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 CANDIDATE_BUCKETS = (0, 10, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-STAGES = ("parse", "gather", "features", "user_tower", "scorer", "topk", "serialize")
 FALLBACK_STAGE = "fallback"  # instead of user_tower/scorer when the deadline has passed
 NO_ARM = "none"  # requests answered before a user was assigned to an arm (4xx, 503)
-DEGRADED_REASONS = ("feature_store", "deadline")  # why an answer was flagged `degraded`
 
 
 class ArmDescription(NamedTuple):
@@ -56,6 +54,8 @@ class _Discard:
 
 class Metrics:
     def __init__(self, record: bool = True) -> None:
+        """Declare every metric (`record=False`: discard every value). Longer than a function
+        should be, as one flat list: each declaration's name, help and labels document it."""
         self.registry = CollectorRegistry()
         self._serving_labels: list[dict[str, str]] = []  # of the arms last set as serving
         self._record = record

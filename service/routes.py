@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from prerank_contract.http import DEADLINE_HEADER
+from prerank_contract.http import DEADLINE_HEADER, WORKER_HEADER
 from prerank_contract.traffic import CONTROL, Arm
 from service.metrics import NO_ARM
 from service.ranking import rank
@@ -28,8 +28,6 @@ from service.settings import ServiceSettings
 from service.state import ServiceState, Serving
 
 router = APIRouter()
-
-WORKER_HEADER = "x-prerank-worker"  # which worker process answered (PRERANK_WORKERS > 1)
 
 
 def get_state(request: Request) -> ServiceState:

@@ -1,15 +1,15 @@
-"""Request and response bodies of /prerank (documented in the OpenAPI schema)."""
+"""Request and response bodies of /prerank, /clusters and their errors, as the OpenAPI document
+shows them. The /prerank request is parsed by `PrerankRequest`; its answer is written by
+`prerank_contract.http.encode_answer`, which `PrerankResponse` describes."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from prerank_contract.http import DegradedReason, UserSource
 from prerank_contract.traffic import Arm
-
-UserSource = Literal["request", "feature_store", "cold_start"]
-DegradedReason = Literal["feature_store", "deadline"]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # `lt=2**63`, not `le=2**63 - 1`: FastAPI may write OpenAPI bounds as floats, and only a power of

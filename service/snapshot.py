@@ -5,8 +5,9 @@ Both kinds of model run the same two graphs: a decoupled model's scorer is its l
 embeddings the user graph and the item table only look up.
 
 Loaded from Redis (the active version) or a local bundle directory; checksums are verified
-before any byte is used. A request reads one snapshot reference and nothing else, so replacing
-that reference can never mix two versions in one response.
+before any byte is used, and each ONNX session against the manifest (`service.sessions`). A
+request reads one snapshot reference and nothing else, so replacing that reference can never mix
+two versions in one response.
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ import onnxruntime as ort
 
 from prerank_contract.bundle import BundleError, verify_bundle_dir, verify_files
 from prerank_contract.features import PADDING_INDEX
+from prerank_contract.graphs import (
+    DTYPES,
+    GRAPHS,
+    HISTORY,
+    ITEM_HEADS,
+    META_INDEX,
+    SCORER,
+    USER_FEATURES,
+    USER_HEADS,
+    USER_TOWER,
+)
 from prerank_contract.manifest import (
     ITEM_FEATURES_FILE,
     ITEM_HEADS_FILE,
@@ -29,24 +41,11 @@ from prerank_contract.manifest import (
     META_INDEX_FILE,
     Manifest,
 )
+from service.sessions import open_sessions
 from service.settings import ServiceSettings
 
-USER_TOWER, SCORER = "user_tower", "scorer"
 ARRAY_FILES = (ITEM_IDS_FILE, ITEM_HEADS_FILE, META_INDEX_FILE, ITEM_FEATURES_FILE)
 FALLBACK_CHUNK_ITEMS = 8_192  # items per scorer run when the fallback order is precomputed
-
-
-def session_options(settings: ServiceSettings) -> ort.SessionOptions:
-    """Explicit ONNX Runtime threading: no spinning threads competing with the server."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.ort_intra_op_threads
-    options.inter_op_num_threads = settings.ort_inter_op_threads
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_cpu_mem_arena = settings.ort_cpu_arena
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return options
 
 
 def _array(files: Mapping[str, bytes], name: str, source: str) -> np.ndarray:
@@ -92,6 +91,16 @@ def direct_index(item_ids: np.ndarray, max_ratio: float) -> np.ndarray | None:
     return index
 
 
+def search_sorted(item_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ids [n] looked up by binary search in item_ids [N] sorted -> (rows [n] int64, known [n]
+    bool); an unknown id gets some valid row (0 when N is 0). Its cost grows with log N and with
+    the cache misses of a large table."""
+    if not item_ids.size:
+        return np.zeros(ids.size, np.int64), np.zeros(ids.size, bool)
+    rows = np.minimum(np.searchsorted(item_ids, ids), item_ids.size - 1)
+    return rows, item_ids[rows] == ids
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One servable version.
@@ -128,38 +137,28 @@ class Snapshot:
         """Build a snapshot from verified files (the item table from `arrays` when given, e.g.
         memory-mapped); refuse (BundleError, naming the file) any bundle whose contents disagree
         with its manifest."""
-        missing_graphs = sorted({USER_TOWER, SCORER} - set(manifest.graphs))
+        missing_graphs = sorted(set(GRAPHS) - set(manifest.graphs))
         if missing_graphs:
             raise BundleError(f"{source}: manifest lacks graphs {missing_graphs}")
-        graph_files = (manifest.graphs[USER_TOWER].file, manifest.graphs[SCORER].file)
+        graph_files = tuple(manifest.graphs[graph].file for graph in GRAPHS)
         missing_files = sorted(set(ARRAY_FILES + graph_files) - set(manifest.files))
         if missing_files:
             raise BundleError(f"{source}: manifest lacks files {missing_files}")
         if arrays is None:
             arrays = {name: _array(files, name, source) for name in ARRAY_FILES}
         _check_item_table(manifest, arrays, source)
-        options = session_options(settings)
-        providers = ["CPUExecutionProvider"]
-        try:
-            user_tower = ort.InferenceSession(
-                files[manifest.graphs[USER_TOWER].file], options, providers=providers
-            )
-            scorer = ort.InferenceSession(
-                files[manifest.graphs[SCORER].file], options, providers=providers
-            )
-        except Exception as exc:  # onnxruntime raises its own error types
-            raise BundleError(f"{source}: ONNX Runtime cannot load a graph: {exc}") from exc
+        sessions = open_sessions(manifest, files, source, settings)
         item_ids = arrays[ITEM_IDS_FILE].astype(np.int64, copy=False)
         return cls(  # no copies of arrays already in the right dtype: a mapping stays shared
             manifest=manifest,
             source=source,
-            user_tower=user_tower,
-            scorer=scorer,
+            user_tower=sessions[USER_TOWER],
+            scorer=sessions[SCORER],
             row_of_id=direct_index(item_ids, settings.direct_index_max_ratio),
             item_ids=item_ids,
-            item_heads=np.ascontiguousarray(arrays[ITEM_HEADS_FILE], dtype=np.float32),
-            meta_index=arrays[META_INDEX_FILE].astype(np.int64, copy=False),
-            item_features=arrays[ITEM_FEATURES_FILE].astype(np.int64, copy=False),
+            item_heads=np.ascontiguousarray(arrays[ITEM_HEADS_FILE], dtype=DTYPES[ITEM_HEADS]),
+            meta_index=arrays[META_INDEX_FILE].astype(DTYPES[META_INDEX], copy=False),
+            item_features=arrays[ITEM_FEATURES_FILE].astype(DTYPES[HISTORY], copy=False),
         )
 
     @classmethod
@@ -199,30 +198,27 @@ class Snapshot:
         """ids [n] int64 -> (rows [n] int64, known [n] bool); an unknown id gets some valid row.
 
         One read per id of the direct index where there is one, else a binary search over the
-        sorted ids, whose cost grows with log N and with the cache misses of a large table."""
-        if not self.item_ids.size:
-            return np.zeros(ids.size, np.int64), np.zeros(ids.size, bool)
-        if self.row_of_id is not None:
-            in_range = (ids >= 0) & (ids < self.row_of_id.size)
-            found = self.row_of_id[np.where(in_range, ids, 0)]
-            known = in_range & (found >= 0)
-            return np.maximum(found, 0).astype(np.int64), known
-        rows = np.minimum(np.searchsorted(self.item_ids, ids), self.item_ids.size - 1)
-        return rows, self.item_ids[rows] == ids
+        sorted ids (`search_sorted`)."""
+        if self.row_of_id is None:
+            return search_sorted(self.item_ids, ids)
+        in_range = (ids >= 0) & (ids < self.row_of_id.size)
+        found = self.row_of_id[np.where(in_range, ids, 0)]
+        known = in_range & (found >= 0)
+        return np.maximum(found, 0).astype(np.int64), known
 
     def history_features(self, history_ids: np.ndarray) -> np.ndarray:
         """Item ids (most recent last) -> [1, L, S_i], unknown ids dropped, left-padded."""
         length = self.manifest.feature_schema.max_history
         rows, known = self.lookup(history_ids)
         rows = rows[known][-length:]
-        out = np.full((1, length, self.item_features.shape[1]), PADDING_INDEX, dtype=np.int64)
+        out = np.full((1, length, self.item_features.shape[1]), PADDING_INDEX, DTYPES[HISTORY])
         if rows.size:
             out[0, length - rows.size :] = self.item_features[rows]
         return out
 
     def encode_user(self, user_features: np.ndarray, history: np.ndarray) -> np.ndarray:
         """[1, S_u], [1, L, S_i] -> user_heads [K, H_u, d] (one run of the K-way user tower)."""
-        (heads,) = self.user_tower.run(None, {"user_features": user_features, "history": history})
+        (heads,) = self.user_tower.run(None, {USER_FEATURES: user_features, HISTORY: history})
         return heads[0]
 
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,19 +230,16 @@ class Snapshot:
     ) -> np.ndarray:
         """One batched scorer run: logits [N]."""
         (logits,) = self.scorer.run(
-            None, {"user_heads": user_heads, "item_heads": item_heads, "meta_index": meta_index}
+            None, {USER_HEADS: user_heads, ITEM_HEADS: item_heads, META_INDEX: meta_index}
         )
         return logits
 
     def cold_start_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         """The user tower's inputs for a user nothing is known about: ([1, S_u], [1, L, S_i]),
         all padding."""
-        schema = self.manifest.feature_schema
-        user_row = np.full((1, schema.user_slots), PADDING_INDEX, dtype=np.int64)
-        history = np.full(
-            (1, schema.max_history, self.item_features.shape[1]), PADDING_INDEX, dtype=np.int64
-        )
-        return user_row, history
+        user_slots = self.manifest.feature_schema.user_slots
+        user_row = np.full((1, user_slots), PADDING_INDEX, DTYPES[USER_FEATURES])
+        return user_row, self.history_features(np.zeros(0, np.int64))
 
     @cached_property
     def fallback_logits(self) -> np.ndarray:

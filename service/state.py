@@ -63,8 +63,3 @@ class ServiceState:
     in_flight: int = 0  # /prerank requests being answered (event-loop thread only)
     pointer_error: str | None = None  # why Redis's pointers could not be read at the last poll
     draining: bool = False  # SIGTERM received: not ready, still answering until the drain ends
-
-    @property
-    def ready(self) -> bool:
-        """A version is loaded and warmed: `serving` is only assigned after warm-up."""
-        return self.serving is not None

@@ -8,15 +8,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import redis
@@ -37,10 +35,10 @@ from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ITEM_HEADS_FILE, MANIFEST_FILE, Manifest, ModelMetrics
 from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
-from research.service_process import free_port
+from research.service_process import ServiceProcess, free_port, is_alive
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("PRERANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 TINY_WORLD = SyntheticConfig(
     seed=11,
@@ -67,6 +65,7 @@ TINY_TRAIN = TrainConfig(seed=5, epochs=2, batch_size=128, learning_rate=5e-3)
 # for the services it starts, so only a test that means to trip the gate does.
 TEST_MIN_AUC = 0.5
 TEST_GATE = GateConfig(min_auc=TEST_MIN_AUC)
+TEST_CHUNK_BYTES = 4096  # small Redis values, so a tiny bundle's files span several keys
 CLUSTER_PRIMARIES = 3
 MAX_PORT = 65535
 
@@ -86,7 +85,7 @@ def tiny_settings(artifacts_dir: Path, key_prefix: str) -> JobSettings:
         redis_url=REDIS_URL,
         redis_key_prefix=key_prefix,
         parity_users=16,
-        publish_chunk_bytes=4096,
+        publish_chunk_bytes=TEST_CHUNK_BYTES,
         gate=TEST_GATE,
     )
 
@@ -154,9 +153,7 @@ def redis_client(key_prefix: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL)
     client.ping()
     yield client
-    doomed = list(client.scan_iter(match=f"{key_prefix}*", count=1000))
-    if doomed:
-        client.delete(*doomed)
+    delete_prefix(client, key_prefix)
     client.close()
 
 
@@ -171,6 +168,10 @@ def published_fit(
     return fit_bundle
 
 
+# publish's own default: keys of a publish left unfinished are collected after this long
+ORPHAN_MIN_IDLE_SECONDS = JobSettings.model_fields["publish_orphan_min_idle_seconds"].default
+
+
 def publish_test_bundle(
     client: redis.Redis,
     keys: RedisKeys,
@@ -178,90 +179,58 @@ def publish_test_bundle(
     users: InteractionData | None = None,
     **options: Any,
 ) -> PublishResult:
-    """Publish a test bundle as the tests do (small chunks, so files span several keys; the test
-    gate); with `users`, their feature-store records too. `options` override publish_bundle's."""
+    """Publish a test bundle as the tests do (`TEST_CHUNK_BYTES` chunks, the test gate); with
+    `users`, their feature-store records too. `options` override publish_bundle's."""
     if users is not None:
         publish_user_features(client, keys, users, 100, progress=False)
     defaults: dict[str, Any] = {
-        "chunk_bytes": 4096,
+        "chunk_bytes": TEST_CHUNK_BYTES,
         "keep_versions": 3,
         "gate": TEST_GATE,
+        "orphan_min_idle_seconds": ORPHAN_MIN_IDLE_SECONDS,
         "progress": False,
     }
     return publish_bundle(client, keys, path, **(defaults | options))
 
 
-@dataclass
-class RunningService:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+# What every service a test starts is given: the gate at the test floor, quiet logs, no drain
+# (tests of the drain set their own).
+SERVICE_TEST_ENV = {
+    "PRERANK_GATE__MIN_AUC": str(TEST_MIN_AUC),
+    "PRERANK_LOG_LEVEL": "warning",
+    "PRERANK_SHUTDOWN_DRAIN_SECONDS": "0",
+}
+SERVICE_START_TIMEOUT_SECONDS = 60.0
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
-
-def start_service(
-    env_overrides: dict[str, str], log_path: Path, ready_timeout: float = 60.0
-) -> RunningService:
-    """`python -m service` as its own process (a real uvicorn), configured by PRERANK_* env."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRERANK_")}
-    env.update(
-        {
-            "PRERANK_HOST": "127.0.0.1",
-            "PRERANK_PORT": str(port),
-            "PRERANK_REDIS_URL": REDIS_URL,
-            "PRERANK_LOG_LEVEL": "warning",
-            "PRERANK_GATE__MIN_AUC": str(TEST_MIN_AUC),
-            "PRERANK_SHUTDOWN_DRAIN_SECONDS": "0",  # tests of the drain set their own
-            # exact-score tests run under load on 2 cores: deadline tests send the header
-            "PRERANK_DEADLINE_MS": "60000",
-            **env_overrides,
-        }
+def start_service(env_overrides: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    """`python -m service` as its own process (a real uvicorn) on the test Redis, configured by
+    PRERANK_* env; returned once /healthz answers, ready or not (tests of a refused model start
+    one that never is). `.stop()` stops it."""
+    env = {
+        "PRERANK_REDIS_URL": REDIS_URL,
+        **SERVICE_TEST_ENV,
+        # exact-score tests run under load on 2 cores: deadline tests send the header
+        "PRERANK_DEADLINE_MS": "60000",
+        **env_overrides,
+    }
+    service = ServiceProcess.from_env(
+        env, log_path, ready=is_alive, start_timeout_seconds=SERVICE_START_TIMEOUT_SECONDS
     )
-    handle = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
-    service = RunningService(f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"service exited early:\n{service.log()}")
-        try:
-            if httpx.get(f"{service.url}/healthz", timeout=1.0).status_code == 200:
-                return service
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"service did not answer within {ready_timeout} s:\n{service.log()}")
-
-
-def stop_service(service: RunningService) -> None:
-    service.process.terminate()
-    try:
-        service.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
+    return service.start()
 
 
 @pytest.fixture(scope="session")
 def service(
     published_fit: Bundle, key_prefix: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningService]:
+) -> Iterator[ServiceProcess]:
     """A real uvicorn serving the published tiny FIT from the real Redis."""
     running = start_service(
         {"PRERANK_REDIS_KEY_PREFIX": key_prefix, "PRERANK_MAX_CANDIDATES": "500"},
         tmp_path_factory.mktemp("service") / "service.log",
     )
     yield running
-    stop_service(running)
+    running.stop()
 
 
 def clone_bundle(
@@ -289,6 +258,55 @@ def clone_bundle(
     return target
 
 
+REDIS_START_TIMEOUT_SECONDS = 20.0
+CLUSTER_START_TIMEOUT_SECONDS = 30.0
+REDIS_POLL_SECONDS = 0.05
+
+
+def spawn_redis_server(port: int, folder: Path, *options: str) -> subprocess.Popen[bytes]:
+    """A redis-server on loopback `port` keeping its files in `folder`, without RDB snapshots;
+    `options` are more of its command-line settings."""
+    return subprocess.Popen(
+        [
+            *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--dir", str(folder), *options),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for_redis(
+    ready: Callable[[], bool], deadline: float, what: str, give_up: Callable[[], None]
+) -> None:
+    """Poll `ready` (a refused connection counts as not yet) until it holds; past `deadline`,
+    `give_up` (stop what was started) and fail naming `what`."""
+    while True:
+        try:
+            if ready():
+                return
+        except redis.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            give_up()
+            raise RuntimeError(f"Redis: no {what}")
+        time.sleep(REDIS_POLL_SECONDS)
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    """Delete every key under `prefix` (what a test wrote under a prefix of its own)."""
+    doomed = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if doomed:
+        client.delete(*doomed)
+
+
 class PrivateRedis:
     """A redis-server of the test's own on a loopback port; with `appendonly`, what it held
     survives stop() + start() (same port, same folder)."""
@@ -296,34 +314,19 @@ class PrivateRedis:
     def __init__(self, folder: Path, port: int | None = None, appendonly: bool = False) -> None:
         self.folder, self.port, self.appendonly = folder, port or free_port(), appendonly
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, ready_timeout: float = 20.0) -> redis.Redis:
+    def start(self) -> redis.Redis:
         """Start it; a client once it answers PING."""
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.folder)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        appendonly = "yes" if self.appendonly else "no"
+        self.processes = [spawn_redis_server(self.port, self.folder, "--appendonly", appendonly)]
         client = redis.Redis(host="127.0.0.1", port=self.port)
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            try:
-                client.ping()
-                return client
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.05)
+        deadline = time.monotonic() + REDIS_START_TIMEOUT_SECONDS
+        wait_for_redis(lambda: bool(client.ping()), deadline, f"PING on {self.port}", self.stop)
+        return client
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        stop_processes(self.processes)
 
 
 CLUSTER_BUS_OFFSET = 10000  # a cluster node also listens on its port + 10000 (the cluster bus)
@@ -353,24 +356,24 @@ class PrivateCluster:
         self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, ready_timeout: float = 30.0) -> None:
+    def start(self) -> None:
         for port in self.ports:
             node_dir = self.folder / str(port)
             node_dir.mkdir(parents=True, exist_ok=True)
             self.processes.append(
-                subprocess.Popen(
-                    [
-                        *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
-                        *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
-                        *("--save", "", "--appendonly", "no", "--dir", str(node_dir)),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                spawn_redis_server(
+                    port,
+                    node_dir,
+                    *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                    *("--appendonly", "no"),
                 )
             )
-        deadline = time.monotonic() + ready_timeout
-        self._wait(
-            lambda: all(self._info(port) is not None for port in self.ports), deadline, "answer"
+        deadline = time.monotonic() + CLUSTER_START_TIMEOUT_SECONDS
+        wait_for_redis(
+            lambda: all(self._info(port) is not None for port in self.ports),
+            deadline,
+            f"answer on ports {self.ports}",
+            self.stop,
         )
         subprocess.run(
             [
@@ -380,15 +383,16 @@ class PrivateCluster:
             ],
             check=True,
             capture_output=True,
-            timeout=ready_timeout,
+            timeout=CLUSTER_START_TIMEOUT_SECONDS,
         )
         # `create` returns before every node has seen the others: wait for each to say "ok"
-        self._wait(
+        wait_for_redis(
             lambda: all(
                 (self._info(port) or {}).get("cluster_state") == "ok" for port in self.ports
             ),
             deadline,
-            "cluster_state:ok on every node",
+            f"cluster_state:ok on every node of {self.ports}",
+            self.stop,
         )
 
     @staticmethod
@@ -402,27 +406,12 @@ class PrivateCluster:
                 return None
             return info
 
-    def _wait(self, ready: Callable[[], bool], deadline: float, what: str) -> None:
-        while True:
-            try:
-                if ready():
-                    return
-            except redis.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"Redis Cluster on ports {self.ports}: no {what}")
-            time.sleep(0.05)
-
     def node_clients(self) -> list[redis.Redis]:
         """One plain client per primary (to see which keys each node holds)."""
         return [redis.Redis(host="127.0.0.1", port=port) for port in self.ports]
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=10)
+        stop_processes(self.processes)
 
 
 @pytest.fixture(scope="session")

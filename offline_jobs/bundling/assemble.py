@@ -9,10 +9,13 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import onnx
+import onnxruntime
+import torch
 
 from model_export.onnx_export import ParitySample, check_parity, export_graphs
 from offline_jobs.bundling.fingerprint import code_fingerprint, git_commit
-from offline_jobs.bundling.precompute import precompute_items, precompute_share
+from offline_jobs.bundling.precompute import ItemTable, precompute_items, precompute_share
 from offline_jobs.bundling.writer import write_bundle
 from offline_jobs.data.dataset import InteractionData, make_batch
 from offline_jobs.distributed import DistributedWorld
@@ -21,6 +24,7 @@ from prerank_contract.manifest import (
     FAISS_INDEX_FILE,
     META_MATRIX_FILE,
     DatasetInfo,
+    FrameworkVersions,
     Manifest,
     ModelMetrics,
 )
@@ -53,6 +57,41 @@ def parity_sample(
         np.ascontiguousarray(item_heads[rows]),
         meta_index[rows].astype(np.int64),
     )
+
+
+def framework_versions() -> FrameworkVersions:
+    """The versions of the libraries that train, export and check the bundle in this process."""
+    return FrameworkVersions(
+        torch=str(torch.__version__),
+        onnx=onnx.__version__,
+        onnxruntime=onnxruntime.__version__,
+        numpy=np.__version__,
+    )
+
+
+def run_config(settings: JobSettings, data: InteractionData) -> dict[str, object]:
+    """What the manifest records of the run's configuration (JSON values only)."""
+    return {
+        "model": settings.model.model_dump(mode="json"),
+        "train": settings.train.model_dump(mode="json"),
+        "models": list(settings.models),
+        "code_fingerprint": code_fingerprint(),
+        "data": json.loads(json.dumps(data.details, default=str)),
+    }
+
+
+def write_meta_matrix(table: ItemTable, bundle_dir: Path) -> dict[str, float]:
+    """Write the meta matrix and its FAISS index into the bundle when the model has one; return
+    the item table's diagnostics for the manifest."""
+    diagnostics: dict[str, float] = {
+        "meta_vectors_used": float(np.count_nonzero(table.meta_counts)),
+    }
+    if table.soft_hard_cosine is not None:
+        diagnostics["soft_hard_query_cosine"] = table.soft_hard_cosine
+    if table.meta_matrix is not None and table.faiss_index is not None:
+        np.save(bundle_dir / META_MATRIX_FILE, table.meta_matrix)
+        faiss.write_index(table.faiss_index, str(bundle_dir / FAISS_INDEX_FILE))
+    return diagnostics
 
 
 def split_sizes(data: InteractionData, train_rows: int | None = None) -> dict[str, int]:
@@ -98,14 +137,7 @@ def build_bundle(
             progress=progress,
             world=world,
         )
-        diagnostics: dict[str, float] = {
-            "meta_vectors_used": float(np.count_nonzero(table.meta_counts)),
-        }
-        if table.soft_hard_cosine is not None:
-            diagnostics["soft_hard_query_cosine"] = table.soft_hard_cosine
-        if table.meta_matrix is not None and table.faiss_index is not None:
-            np.save(tmp / META_MATRIX_FILE, table.meta_matrix)
-            faiss.write_index(table.faiss_index, str(tmp / FAISS_INDEX_FILE))
+        diagnostics = write_meta_matrix(table, tmp)
         sample = parity_sample(
             model,
             data,
@@ -122,6 +154,7 @@ def build_bundle(
             version=version,
             created_at=created.isoformat(),
             git_commit=git_commit(),
+            frameworks=framework_versions(),
             dataset=DatasetInfo(
                 name=data.name,
                 fingerprint=data.fingerprint(),
@@ -130,13 +163,7 @@ def build_bundle(
                 samples=samples or split_sizes(data),
             ),
             feature_schema=data.schema,
-            config={
-                "model": settings.model.model_dump(mode="json"),
-                "train": settings.train.model_dump(mode="json"),
-                "models": list(settings.models),
-                "code_fingerprint": code_fingerprint(),
-                "data": json.loads(json.dumps(data.details, default=str)),
-            },
+            config=run_config(settings, data),
             config_fingerprint=fingerprint,
             seed=settings.train.seed,
             metrics=metrics,

@@ -15,8 +15,19 @@ from prerank_contract.manifest import FORMAT_VERSION, Manifest
 
 log = logging.getLogger(__name__)
 
-# The packages whose code decides a bundle's bytes: an edit to any of them invalidates reuse.
-CODE_PACKAGES = ("prerank_contract", "prerank_model", "model_export", "offline_jobs")
+# The code that decides a bundle's bytes (data, training, bundling): an edit to any of it
+# invalidates reuse. Publishing, the CLI and the research code do not, so editing them keeps
+# every bundle.
+CODE_PACKAGES = (
+    "prerank_contract",
+    "prerank_model",
+    "model_export",
+    "offline_jobs/data",
+    "offline_jobs/training",
+    "offline_jobs/bundling",
+    "offline_jobs/distributed.py",
+    "offline_jobs/settings.py",
+)
 GIT_TIMEOUT_SECONDS = 5
 
 

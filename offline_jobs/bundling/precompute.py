@@ -28,8 +28,7 @@ from prerank_contract.manifest import (
     ITEM_IDS_FILE,
     META_INDEX_FILE,
 )
-from prerank_model.models.base import PrerankModel
-from prerank_model.models.fit import FIT
+from prerank_model.models.base import MetaAssignment, PrerankModel
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,8 @@ class ItemTable:
 
     item_ids [N] int64, item_features [N, S_i] int64, item_heads [N, H_v, d] float32,
     meta_index [N] int32; meta_counts [K] int64 (items per meta vector); meta_matrix [K, D_c]
-    float32, faiss_index and soft_hard_cosine (mean over the catalogue) for FIT only.
+    float32, faiss_index and soft_hard_cosine (mean over the catalogue) for a model with a meta
+    matrix (FIT) only.
     """
 
     item_ids: np.ndarray
@@ -66,8 +66,8 @@ class ItemTable:
 @dataclass(frozen=True)
 class SliceSummary:
     """What one slice of rows adds to the catalogue's diagnostics: its row count, items per meta
-    vector meta_counts [K] int64, the sum of FIT's soft/hard query cosine over its items, and how
-    many items tied between meta vectors."""
+    vector meta_counts [K] int64, the sum of the soft/hard query cosine over its items (a model
+    with a meta matrix), and how many items tied between meta vectors."""
 
     rows: int
     meta_counts: np.ndarray
@@ -102,14 +102,15 @@ def slice_rows(count: int, batch_size: int, rank: int, world_size: int) -> range
 
 
 def meta_faiss_index(model: PrerankModel) -> tuple[np.ndarray, faiss.Index] | None:
-    """FIT's meta matrix Q [K, D_c] float32 and a FAISS inner-product index over its rows; None
-    for a model without meta vectors."""
-    if not isinstance(model, FIT):
+    """The model's meta matrix Q [K, D_c] float32 and a FAISS inner-product index over its rows;
+    None for a model without meta vectors."""
+    meta_matrix = model.meta_matrix()
+    if meta_matrix is None:
         return None
-    meta_matrix = model.meta_query.meta_matrix.detach().numpy().astype(np.float32)
-    index = faiss.IndexFlatIP(meta_matrix.shape[1])
-    index.add(meta_matrix)
-    return meta_matrix, index
+    rows = meta_matrix.numpy().astype(np.float32)
+    index = faiss.IndexFlatIP(rows.shape[1])
+    index.add(rows)
+    return rows, index
 
 
 @torch.no_grad()
@@ -164,9 +165,10 @@ def precompute_slice(
     """Fill `rows` of the item table allocated in `directory`, `batch_size` rows at a time.
 
     Per batch: the items' feature rows (gathered from item_feature_table [V, S_i] by the sorted
-    ids), `encode_items` -> item heads [b, H_v, d] and meta index [b]; for FIT, the meta index
-    assigned by FAISS over the meta matrix and checked against the model's argmax (a tie keeps
-    the argmax) and the soft/hard query cosine summed. Nothing per item is kept in memory.
+    ids), `encode_items` -> item heads [b, H_v, d] and meta index [b]; for a model with a meta
+    matrix, the meta index assigned by FAISS over it and checked against the model's argmax (a
+    tie keeps the argmax) and the soft/hard query cosine summed. Nothing per item is kept in
+    memory.
     """
     model.eval()
     started = time.perf_counter()
@@ -191,13 +193,11 @@ def precompute_slice(
             batch_features = torch.from_numpy(batch)
             batch_heads, model_index = model.encode_items(batch_features)
             batch_index = model_index.numpy().astype(META_INDEX_DTYPE)
-            if faiss_meta is not None and isinstance(model, FIT):
-                keys = model.item_embedding(batch_features).numpy()
-                batch_index, batch_ties = _faiss_meta_index(
-                    faiss_meta[1], np.ascontiguousarray(keys, dtype=np.float32), batch_index, model
-                )
+            if faiss_meta is not None:
+                assignment = _meta_assignment(model, batch_features)
+                batch_index, batch_ties = _faiss_meta_index(faiss_meta[1], assignment, batch_index)
                 ties += batch_ties
-                cosine_sum += float(model.soft_hard_cosines(batch_features).double().sum())
+                cosine_sum += float(assignment.soft_hard_cosines.double().sum())
             heads[start:stop] = batch_heads.numpy()
             meta_index[start:stop] = batch_index
             batch_counts = np.bincount(batch_index, minlength=meta_counts.size)
@@ -322,16 +322,25 @@ def _fill_own_slice(
     return gather_outcomes(fill, f"precomputing the item table of {model.name}")
 
 
+def _meta_assignment(model: PrerankModel, item_features: torch.Tensor) -> MetaAssignment:
+    assignment = model.meta_assignment(item_features)
+    if assignment is None:
+        raise TypeError(f"{model.name}: a meta matrix but no meta assignment")
+    return assignment
+
+
 def _faiss_meta_index(
-    index: faiss.Index, keys: np.ndarray, model_index: np.ndarray, model: FIT
+    index: faiss.Index, assignment: MetaAssignment, model_index: np.ndarray
 ) -> tuple[np.ndarray, int]:
-    """Nearest meta vector by inner product [b] int32 for keys [b, D_c], and the number of ties
-    resolved to the model's argmax model_index [b]; refuse a disagreement that is no tie."""
+    """Nearest meta vector by inner product [b] int32 for the assignment's keys [b, D_c], and the
+    number of ties resolved to the model's argmax model_index [b]; refuse a disagreement that is
+    no tie."""
+    keys = np.ascontiguousarray(assignment.keys.numpy(), dtype=np.float32)
     _, nearest = index.search(keys, 1)
     faiss_index = nearest[:, 0].astype(META_INDEX_DTYPE)
     differ = np.flatnonzero(faiss_index != model_index)
     if differ.size:
-        similarity = model.meta_query.similarity(torch.from_numpy(keys[differ])).numpy()
+        similarity = assignment.similarity.numpy()[differ]
         rows = np.arange(differ.size)
         gap = np.abs(similarity[rows, faiss_index[differ]] - similarity[rows, model_index[differ]])
         if (gap > TIE_MARGIN).any():

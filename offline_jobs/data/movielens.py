@@ -276,6 +276,43 @@ def load_movielens_100k(config: MovieLens100KConfig, *, progress: bool = True) -
     return _interaction_data(release, config)
 
 
+def _movie_table(
+    movies: list[MovieRow], movie_ids: np.ndarray
+) -> tuple[np.ndarray, int, dict[str, int]]:
+    """Items: row = movie id; item_id, genres (0-padded slots), year. Returns the table
+    [max id + 1, 2 + genre slots], the genre slots and the item fields' vocabulary sizes."""
+    genre_index = {g: i for i, g in enumerate(sorted({g for m in movies for g in m[2]}), 1)}
+    genre_slots = max(len(m[2]) for m in movies)
+    years, year_vocab = encode([m[1] for m in movies])
+    item_features = np.zeros((int(movie_ids.max()) + 1, 2 + genre_slots), dtype=np.int64)
+    item_features[movie_ids, 0] = movie_ids
+    item_features[movie_ids, -1] = years
+    for movie_id, _, genres in movies:
+        item_features[movie_id, 1 : 1 + len(genres)] = [genre_index[g] for g in genres]
+    vocab_sizes = {
+        "item_id": item_features.shape[0],
+        "genres": len(genre_index) + 1,
+        "year": year_vocab,
+    }
+    return item_features, genre_slots, vocab_sizes
+
+
+def _user_table(
+    users: list[UserRow], user_ids_dat: np.ndarray, ratings: np.ndarray, vocab_sizes: dict[str, int]
+) -> tuple[np.ndarray, int]:
+    """Users: row = user id; user_id for everyone known, the profile only from users.dat.
+    Adds the user fields' vocabulary sizes to `vocab_sizes`; returns the table and the
+    largest user id."""
+    max_user = int(max(user_ids_dat.max(), ratings[:, 0].max()))
+    user_features = np.zeros((max_user + 1, len(USER_FIELDS)), dtype=np.int64)
+    vocab_sizes["user_id"] = max_user + 1
+    for column, name in enumerate(USER_FIELDS[1:], 1):
+        user_features[user_ids_dat, column], vocab_sizes[name] = encode([u[column] for u in users])
+    user_features[user_ids_dat, 0] = user_ids_dat
+    user_features[ratings[:, 0], 0] = ratings[:, 0]
+    return user_features, max_user
+
+
 def _interaction_data(release: _Release, config: MovieLensConfig) -> InteractionData:
     """The shared protocol: feature tables, labelled samples, histories and the random split."""
     ratings, users, movies = release.ratings, release.users, release.movies
@@ -290,29 +327,8 @@ def _interaction_data(release: _Release, config: MovieLensConfig) -> Interaction
             f"{ratings[unknown[0], 1]} is not in {release.movies_path.name}"
         )
 
-    # Items: row = movie id; item_id, genres (0-padded slots), year.
-    genre_index = {g: i for i, g in enumerate(sorted({g for m in movies for g in m[2]}), 1)}
-    genre_slots = max(len(m[2]) for m in movies)
-    years, year_vocab = encode([m[1] for m in movies])
-    item_features = np.zeros((int(movie_ids.max()) + 1, 2 + genre_slots), dtype=np.int64)
-    item_features[movie_ids, 0] = movie_ids
-    item_features[movie_ids, -1] = years
-    for movie_id, _, genres in movies:
-        item_features[movie_id, 1 : 1 + len(genres)] = [genre_index[g] for g in genres]
-
-    # Users: row = user id; user_id for everyone known, the profile only from users.dat.
-    max_user = int(max(user_ids_dat.max(), ratings[:, 0].max()))
-    user_features = np.zeros((max_user + 1, len(USER_FIELDS)), dtype=np.int64)
-    vocab_sizes = {
-        "user_id": max_user + 1,
-        "item_id": item_features.shape[0],
-        "genres": len(genre_index) + 1,
-        "year": year_vocab,
-    }
-    for column, name in enumerate(USER_FIELDS[1:], 1):
-        user_features[user_ids_dat, column], vocab_sizes[name] = encode([u[column] for u in users])
-    user_features[user_ids_dat, 0] = user_ids_dat
-    user_features[ratings[:, 0], 0] = ratings[:, 0]
+    item_features, genre_slots, vocab_sizes = _movie_table(movies, movie_ids)
+    user_features, max_user = _user_table(users, user_ids_dat, ratings, vocab_sizes)
 
     # Samples, in file order.
     neutral = ratings[:, 2] == config.positive_threshold

@@ -12,7 +12,7 @@ from pathlib import Path
 from offline_jobs.data.amazon import load_amazon
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
-from offline_jobs.data.stream import SampleStore
+from offline_jobs.data.stream.store import SampleStore
 from offline_jobs.data.synthetic import generate_synthetic, write_synthetic_store
 from offline_jobs.data.taobao import load_taobao
 from offline_jobs.settings import JobSettings

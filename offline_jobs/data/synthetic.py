@@ -27,13 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from offline_jobs.data.dataset import InteractionData, SampleRows, left_pad, random_split
-from offline_jobs.data.stream import (
-    DEFAULT_CHUNK_ROWS,
-    FeatureTables,
-    SampleStore,
-    SampleStoreWriter,
-    shuffle_store,
-)
+from offline_jobs.data.stream.format import FeatureTables
+from offline_jobs.data.stream.shuffle import shuffle_store
+from offline_jobs.data.stream.store import SampleStore
+from offline_jobs.data.stream.writer import SampleStoreWriter
 from prerank_contract.features import FeatureSchema, FieldSpec
 
 # Users generated together: the streaming generator holds one block of samples at a time.
@@ -314,7 +311,7 @@ def write_synthetic_store(
     config: SyntheticConfig,
     path: Path,
     *,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    chunk_rows: int,
     users_per_block: int = USERS_PER_BLOCK,
     shuffle: bool = True,
     progress: bool = True,
@@ -328,7 +325,7 @@ def write_synthetic_store(
     `generate_synthetic(config).splits['train']`: with `shuffle` (the default) in a uniformly
     random order seeded by `config.seed` (`shuffle_store`; users are generated one after the
     other, and the reader only shuffles within a chunk), else in that split's order, row i
-    being sample `splits['train'][i]` (the same files as `write_split_store` of it).
+    being sample `splits['train'][i]`.
 
     Memory: the tables, one block of users' samples, about one chunk, the held-out samples
     (`test_fraction` + `validation_fraction` of them) and, for a moment, the split's indices (8

@@ -196,6 +196,22 @@ def _read_behaviors(
     return np.stack([np.frombuffer(c, dtype=np.int64) for c in columns], axis=1).reshape(-1, 4)
 
 
+def _user_table(
+    path: Path, raw_users: np.ndarray, progress: bool
+) -> tuple[np.ndarray, int, dict[str, int]]:
+    """Users: row = dense id; user_id, then the profile (0 where empty or absent). Returns the
+    table [users + 1, user fields], how many users have a profile, and the user fields'
+    vocabulary sizes."""
+    num_users = raw_users.size
+    profile_ids, profiles = _read_attributes(path, PROFILE_COLUMNS, raw_users, progress)
+    user_features = np.zeros((num_users + 1, len(USER_FIELDS)), dtype=np.int64)
+    user_features[:, 0] = np.arange(num_users + 1)
+    profile_rows = np.searchsorted(raw_users, profile_ids) + 1
+    vocab_sizes = {"user_id": num_users + 1}
+    vocab_sizes |= _fill(user_features, profile_rows, profiles, USER_FIELDS[1:])
+    return user_features, int(profile_ids.size), vocab_sizes
+
+
 def load_taobao(config: TaobaoConfig, *, progress: bool = True) -> InteractionData:
     """Read raw_sample, ad_feature and user_profile (and optionally behaviours) into samples."""
     paths = [config.data_dir / name for name in (RAW_SAMPLE, AD_FEATURE, USER_PROFILE)]
@@ -210,13 +226,8 @@ def load_taobao(config: TaobaoConfig, *, progress: bool = True) -> InteractionDa
     num_users, num_items = raw_users.size, raw_ads.size
     timestamps, labels = samples[:, 1].copy(), samples[:, 3].astype(np.float32)
 
-    # Users: row = dense id; user_id, then the profile (0 where empty or absent).
-    profile_ids, profiles = _read_attributes(paths[2], PROFILE_COLUMNS, raw_users, progress)
-    user_features = np.zeros((num_users + 1, len(USER_FIELDS)), dtype=np.int64)
-    user_features[:, 0] = np.arange(num_users + 1)
-    profile_rows = np.searchsorted(raw_users, profile_ids) + 1
-    vocab_sizes = {"user_id": num_users + 1, "item_id": num_items + 1}
-    vocab_sizes |= _fill(user_features, profile_rows, profiles, USER_FIELDS[1:])
+    user_features, profiled, vocab_sizes = _user_table(paths[2], raw_users, progress)
+    vocab_sizes["item_id"] = num_items + 1
 
     # Items: row = dense id; item_id, cate_id, campaign_id, customer, brand. Behaviours, when
     # read, add one row per distinct (cate, brand) after the catalogue, item_id 0.
@@ -273,7 +284,7 @@ def load_taobao(config: TaobaoConfig, *, progress: bool = True) -> InteractionDa
             "users": int(num_users),
             "items": int(num_items),
             "catalogue": int(num_items),
-            "users_without_profile": int(num_users - profile_ids.size),
+            "users_without_profile": int(num_users - profiled),
             "items_without_features": int(num_items - ad_ids.size),
             "behaviors_kept": int(behaviors_kept),
             "behavior_rows": int(extra_rows),

@@ -111,11 +111,11 @@ def publish_bundle(
     chunk_bytes: int,
     keep_versions: int,
     gate: GateConfig,
+    orphan_min_idle_seconds: float,
     chunks_per_pipeline: int = CHUNKS_PER_PIPELINE,
     activate: bool = True,
     override_reason: str | None = None,
     progress: bool = True,
-    orphan_min_idle_seconds: float = 600.0,
     on_step: Callable[[str], None] = lambda step: None,
 ) -> PublishResult:
     """Publish `bundle_dir`; a no-op when that version is already active and reads back intact.

@@ -23,7 +23,7 @@ class DINAttention(nn.Module):
     def __init__(self, dim: int, hidden: tuple[int, ...]) -> None:
         super().__init__()
         self.dim = dim
-        self.score_mlp = MLP(4 * dim, hidden, 1)
+        self.score_mlp = MLP(4 * dim, hidden, 1, dropout=0.0)
 
     def forward(
         self, queries: torch.Tensor, behaviours: torch.Tensor, mask: torch.Tensor
@@ -44,8 +44,8 @@ class DINAttention(nn.Module):
 
         With no hidden layer (W is [1, 4D]) the two terms in h fold into one vector per query,
         m_q = w_p * q + (w_h - w_d), and the scores are one batched matmul of h [B, L, D] with
-        m [B, Q, D]: no [B, Q, L, D] product is built (FIT's training step on ML-1M: 1.40x ->
-        1.24x the Two-Tower's).
+        m [B, Q, D]: no [B, Q, L, D] product is built, which would be a large share of FIT's
+        training step.
         """
         first, *rest = self.score_mlp
         assert isinstance(first, nn.Linear)
@@ -72,9 +72,9 @@ class DINAttention(nn.Module):
 class LinearAttention(torch.autograd.Function):
     """The linear unit's masked attention, interest = (softmax(c + m h^T + masked) * valid) h,
     with a hand-written backward: what autograd records for it (a batched matmul with a
-    broadcast input, the softmax, the mask and a second batched matmul) costs FIT's training
-    step on ML-1M about 0.6 ms of its 11. Here the two [B, L, D] gradients of the behaviours are
-    one batched matmul, and the forward keeps only the weights.
+    broadcast input, the softmax, the mask and a second batched matmul) is a measurable share of
+    FIT's training step. Here the two [B, L, D] gradients of the behaviours are one batched
+    matmul, and the forward keeps only the weights.
 
     c [B, Q, 1], m [B, Q, D], behaviours h [B, L, D], masked and valid [B, 1, L] -> [B, Q, D].
     The same function as `DINAttention`'s eval path; `tests/prerank_model/layers/test_din.py`

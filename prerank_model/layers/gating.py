@@ -14,7 +14,7 @@ class MultiHeadGatedNetwork(nn.Module):
     """
 
     def __init__(
-        self, input_dim: int, hidden: tuple[int, ...], heads: int, dim: int, dropout: float = 0.0
+        self, input_dim: int, hidden: tuple[int, ...], heads: int, dim: int, dropout: float
     ) -> None:
         super().__init__()
         self.heads, self.dim = heads, dim

@@ -18,7 +18,7 @@ class MetaQueryModule(nn.Module):
 
     temperature: torch.Tensor
 
-    def __init__(self, num_queries: int, key_dim: int, temperature: float = 1.0) -> None:
+    def __init__(self, num_queries: int, key_dim: int, temperature: float) -> None:
         super().__init__()
         self.meta_matrix = nn.Parameter(torch.empty(num_queries, key_dim))
         nn.init.kaiming_uniform_(self.meta_matrix, a=math.sqrt(5))

@@ -10,7 +10,7 @@ class MLP(nn.Sequential):
     """Linear -> ReLU (-> Dropout) per hidden size, then a final Linear to `output_dim`."""
 
     def __init__(
-        self, input_dim: int, hidden: tuple[int, ...], output_dim: int, dropout: float = 0.0
+        self, input_dim: int, hidden: tuple[int, ...], output_dim: int, dropout: float
     ) -> None:
         layers: list[nn.Module] = []
         size = input_dim
@@ -33,7 +33,7 @@ class LayerwiseHeadsMLP(nn.Module):
     """
 
     def __init__(
-        self, input_dim: int, hidden: tuple[int, ...], heads: int, dim: int, dropout: float = 0.0
+        self, input_dim: int, hidden: tuple[int, ...], heads: int, dim: int, dropout: float
     ) -> None:
         super().__init__()
         self.heads, self.dim = heads, dim
@@ -47,7 +47,6 @@ class LayerwiseHeadsMLP(nn.Module):
             size = width
         widths = hidden or (input_dim,)
         self.projections = nn.ModuleList(nn.Linear(width, heads * dim) for width in widths)
-        self.num_layers = len(widths)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         outputs, x = [], inputs

@@ -48,12 +48,25 @@ def gather_user_heads(user_heads: torch.Tensor, meta_index: torch.Tensor) -> tor
 
 
 @dataclass(frozen=True)
-class TrainingOutput:
-    """What a training step reads: logits [B] and the model's own weighted auxiliary loss
-    (a scalar added to the trainer's BCE; None for models without one)."""
+class PairHeads:
+    """B (user, item) pairs encoded, as `score` takes them: user_heads [B, K, H_u, d],
+    item_heads [B, H_v, d], meta_index [B] int64."""
 
-    logits: torch.Tensor
-    auxiliary_loss: torch.Tensor | None = None
+    user_heads: torch.Tensor
+    item_heads: torch.Tensor
+    meta_index: torch.Tensor
+
+
+@dataclass(frozen=True)
+class MetaAssignment:
+    """How a batch of N items picks its meta vectors, for precompute's FAISS check and its
+    diagnostics: keys [N, D_c], similarity [N, K] = keys Q^T (the meta index is its argmax), and
+    the cosine of each item's soft and hard query [N] (training uses the soft one, serving the
+    hard one)."""
+
+    keys: torch.Tensor
+    similarity: torch.Tensor
+    soft_hard_cosines: torch.Tensor
 
 
 class PrerankModel(nn.Module, ABC):
@@ -62,7 +75,10 @@ class PrerankModel(nn.Module, ABC):
     A decoupled model precomputes `encode_items` offline and serves `encode_user` once per
     request plus one batched `score`; a pairwise model puts the whole network in `score`: its
     encoders only look up and pool field embeddings (the "heads" are fields, K = 1).
-    Training calls `training_forward`, which adds a model's auxiliary loss where it has one.
+    Training and evaluation score B (user, item) pairs through `encode_pairs` and `score`; ONNX
+    export, precompute and serving call the three methods directly. The loss, auxiliary losses
+    included, lives outside the model (offline_jobs/training/objective.py); `meta_matrix` and
+    `meta_assignment` are what precompute needs of a model with meta vectors (FIT).
     """
 
     name: str
@@ -89,23 +105,30 @@ class PrerankModel(nn.Module, ABC):
         """user_heads [K, H_u, d] or [N, K, H_u, d], item_heads [N, H_v, d], meta_index [N]
         -> logits [N]."""
 
+    def encode_pairs(
+        self, user_features: torch.Tensor, history: torch.Tensor, item_features: torch.Tensor
+    ) -> PairHeads:
+        """B (user, item) pairs through `encode_items` and `encode_user`, ready for `score`.
+        Only FIT overrides it, and its docstring says why."""
+        item_heads, meta_index = self.encode_items(item_features)
+        return PairHeads(self.encode_user(user_features, history), item_heads, meta_index)
+
     def forward(
         self, user_features: torch.Tensor, history: torch.Tensor, item_features: torch.Tensor
     ) -> torch.Tensor:
-        """Logits [B] of B (user, item) pairs: encode both sides, then score."""
-        item_heads, meta_index = self.encode_items(item_features)
-        return self.score(self.encode_user(user_features, history), item_heads, meta_index)
+        """Logits [B] of B (user, item) pairs: `score` of `encode_pairs`."""
+        pairs = self.encode_pairs(user_features, history, item_features)
+        return self.score(pairs.user_heads, pairs.item_heads, pairs.meta_index)
 
-    def training_forward(
-        self,
-        user_features: torch.Tensor,
-        history: torch.Tensor,
-        item_features: torch.Tensor,
-        labels: torch.Tensor,
-    ) -> TrainingOutput:
-        """The trainer's one call per batch: logits [B] plus any auxiliary loss, computed from the
-        same forward pass. Models with an auxiliary objective (DAT, IntTower) override it."""
-        return TrainingOutput(self(user_features, history, item_features))
+    def meta_matrix(self) -> torch.Tensor | None:
+        """The meta vectors Q [K, D_c] each item's meta index picks from; None for a model whose
+        meta index is always 0 (every model but FIT)."""
+        return None
+
+    def meta_assignment(self, item_features: torch.Tensor) -> MetaAssignment | None:
+        """item_features [N, S_i] -> how they pick their meta vectors; None exactly when
+        `meta_matrix` is None."""
+        return None
 
     def on_training_progress(self, fraction: float) -> None:
         """Called by the trainer before each step with the share of training done, in [0, 1]."""

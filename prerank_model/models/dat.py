@@ -14,7 +14,6 @@ from prerank_model.layers.mlp import MLP
 from prerank_model.layers.scorers import DotProductScorer
 from prerank_model.models.base import (
     PrerankModel,
-    TrainingOutput,
     field_embeddings,
     gather_user_heads,
     pooled_history,
@@ -31,12 +30,13 @@ class DAT(PrerankModel):
     each fed into its own tower, whose outputs p_u, p_v are L2-normalised (as in DAT);
     logit = scale * <p_u, p_v> + bias. D = item_heads * head_dim, K = H_u = H_v = 1.
 
-    Adaptive-mimic loss, on positive samples only: ||a_u - sg(p_v)||^2 + ||a_v - sg(p_u)||^2,
-    weighted by `mimic_loss_weight` (sg = stop-gradient: the mimic loss moves only the augmented
-    vectors, never a tower). Choices:
+    Trained with the adaptive-mimic loss besides the BCE (offline_jobs/training/losses.py), on
+    positive samples only: ||a_u - sg(p_v)||^2 + ||a_v - sg(p_u)||^2, weighted by
+    `mimic_loss_weight` (sg = stop-gradient: the mimic loss moves only the augmented vectors,
+    never a tower). Choices:
     - chosen: the user id is the first user field, the item id the first item field (the schema
-      guarantees the latter; both datasets have user_id first); unknown ids (index 0) get a fixed
-      zero augmented vector.
+      guarantees the latter; every dataset here has user_id first); unknown ids (index 0) get a
+      fixed zero augmented vector.
     - chosen: a learned scale and bias on the cosine: DAT trains with a retrieval loss, our BCE
       needs a calibrated logit. Normalising also bounds the mimic targets (with raw outputs the
       towers and the augmented vectors chase each other and the loss diverges).
@@ -49,8 +49,8 @@ class DAT(PrerankModel):
 
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
         super().__init__()
+        self.config = config
         self.dim = config.item_heads * config.head_dim
-        self.mimic_loss_weight = config.mimic_loss_weight
         self.user_embedding, self.item_embedding = field_embeddings(schema, config)
         self.user_augment = nn.Embedding(
             schema.user_fields[0].vocab_size, self.dim, padding_idx=PADDING_INDEX
@@ -81,12 +81,12 @@ class DAT(PrerankModel):
     def encode_user(self, user_features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         profile = self.user_embedding(user_features)
         pooled = pooled_history(self.item_embedding, history)
-        augment = self.user_augment(user_features[:, 0])  # [B, D]
+        augment = self.user_augmented_vector(user_features)
         user_vector = self.user_tower(torch.cat([profile, pooled, augment], dim=-1))
         return nn.functional.normalize(user_vector, dim=-1).view(-1, 1, 1, self.dim)
 
     def encode_items(self, item_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        augment = self.item_augment(item_features[:, 0])  # [N, D]
+        augment = self.item_augmented_vector(item_features)
         item_vector = self.item_tower(
             torch.cat([self.item_embedding(item_features), augment], dim=-1)
         )
@@ -99,34 +99,10 @@ class DAT(PrerankModel):
         cosine = self.scorer(gather_user_heads(user_heads, meta_index), item_heads)
         return self.logit_scale * cosine + self.logit_bias
 
-    def training_forward(
-        self,
-        user_features: torch.Tensor,
-        history: torch.Tensor,
-        item_features: torch.Tensor,
-        labels: torch.Tensor,
-    ) -> TrainingOutput:
-        """Logits [B] and the weighted adaptive-mimic loss."""
-        user_heads = self.encode_user(user_features, history)
-        item_heads, meta_index = self.encode_items(item_features)
-        logits = self.score(user_heads, item_heads, meta_index)
-        mimic = self.mimic_loss(user_features, item_features, user_heads, item_heads, labels)
-        return TrainingOutput(logits, self.mimic_loss_weight * mimic)
+    def user_augmented_vector(self, user_features: torch.Tensor) -> torch.Tensor:
+        """user_features [B, S_u] -> a_u [B, D], the augmented vector of each user id."""
+        return self.user_augment(user_features[:, 0])
 
-    def mimic_loss(
-        self,
-        user_features: torch.Tensor,
-        item_features: torch.Tensor,
-        user_heads: torch.Tensor,
-        item_heads: torch.Tensor,
-        labels: torch.Tensor,
-    ) -> torch.Tensor:
-        """mean_b y_b (||a_u - sg(p_v)||^2 + ||a_v - sg(p_u)||^2): a scalar.
-
-        user_heads [B, 1, 1, D], item_heads [B, 1, D] (this batch's pairs), labels [B].
-        """
-        user_vector = user_heads.reshape(-1, self.dim).detach()
-        item_vector = item_heads.reshape(-1, self.dim).detach()
-        user_gap = (self.user_augment(user_features[:, 0]) - item_vector).pow(2).sum(-1)
-        item_gap = (self.item_augment(item_features[:, 0]) - user_vector).pow(2).sum(-1)
-        return (labels * (user_gap + item_gap)).mean()
+    def item_augmented_vector(self, item_features: torch.Tensor) -> torch.Tensor:
+        """item_features [N, S_i] -> a_v [N, D], the augmented vector of each item id."""
+        return self.item_augment(item_features[:, 0])

@@ -20,6 +20,8 @@ from prerank_model.layers.scorers import (
     SumMaxScorer,
 )
 from prerank_model.models.base import (
+    MetaAssignment,
+    PairHeads,
     PrerankModel,
     field_embeddings,
     gather_user_heads,
@@ -36,7 +38,8 @@ class FIT(PrerankModel):
     heads. Late interaction: LSS over the H_u x H_v head similarities.
 
     Serving runs the user tower once with every row of Q* (`encode_user` -> [B, K, H_u, d]) and
-    each item picks its row by its stored meta index, which equals the eval-mode training path.
+    each item picks its row by its stored meta index, which equals the eval-mode per-pair path
+    (`encode_pairs`).
 
     The paper's ablations are `variant`s of this one class (FIT_VARIANTS): "w/o MQM" keeps one
     meta vector (K = 1: the DIN query is the same for every item, one user representation);
@@ -117,15 +120,25 @@ class FIT(PrerankModel):
     ) -> torch.Tensor:
         return self.scorer(gather_user_heads(user_heads, meta_index), item_heads)
 
-    def forward(
+    def encode_pairs(
         self, user_features: torch.Tensor, history: torch.Tensor, item_features: torch.Tensor
-    ) -> torch.Tensor:
-        """Per-pair path: only the item's own query runs through DIN (soft query in training)."""
+    ) -> PairHeads:
+        """Per pair, only the item's own meta query runs through DIN and the user tower:
+        user_heads [B, 1, H_u, d] and meta_index all 0, so `score` takes that one row.
+
+        Not `encode_user` + `encode_items`, because in training the query is the soft one,
+        softmax(s / tau) Q*: a mix of Q*'s rows that depends on the item, hence none of the K
+        rows `encode_user` computes without seeing it. In eval the query is the hard row
+        Q*[meta_index], the same function as the composition (tests/prerank_model/models/
+        test_fit.py checks it pair by pair) with DIN and the user tower run once per pair, not K
+        times.
+        """
         keys = self.item_embedding(item_features)
         queries = self.meta_query.query(keys).unsqueeze(1)  # [B, 1, D_c]
-        user_heads = self.user_heads_for_queries(user_features, history, queries).squeeze(1)
+        user_heads = self.user_heads_for_queries(user_features, history, queries)
         item_heads = self.item_tower(keys).view(-1, self.config.item_heads, self.config.head_dim)
-        return self.scorer(user_heads, item_heads)
+        meta_index = torch.zeros(item_features.shape[0], dtype=torch.int64)
+        return PairHeads(user_heads, item_heads, meta_index)
 
     def on_training_progress(self, fraction: float) -> None:
         """Anneal tau linearly from tau_start to tau_floor over `anneal_fraction`, then hold."""
@@ -134,19 +147,19 @@ class FIT(PrerankModel):
         tau = config.tau_start + (config.tau_floor - config.tau_start) * ramp
         self.meta_query.set_temperature(tau)
 
+    def meta_matrix(self) -> torch.Tensor:
+        return self.meta_query.meta_matrix.detach()
+
     @torch.no_grad()
-    def soft_hard_cosines(self, item_features: torch.Tensor) -> torch.Tensor:
-        """item_features [N, S_i] -> cosine of each item's soft and hard query [N] (serving uses
-        the hard one). Per item, so a catalogue can be summed batch by batch."""
+    def meta_assignment(self, item_features: torch.Tensor) -> MetaAssignment:
         keys = self.item_embedding(item_features)
         soft = self.meta_query.soft_query(keys)
         hard = self.meta_query.hard_query(keys)
-        return torch.nn.functional.cosine_similarity(soft, hard, dim=-1)
-
-    @torch.no_grad()
-    def soft_hard_cosine(self, item_features: torch.Tensor) -> float:
-        """Mean cosine of the soft and the hard query of the given items [N, S_i]."""
-        return float(self.soft_hard_cosines(item_features).mean())
+        return MetaAssignment(
+            keys=keys,
+            similarity=self.meta_query.similarity(keys),
+            soft_hard_cosines=nn.functional.cosine_similarity(soft, hard, dim=-1),
+        )
 
 
 FIT_VARIANTS: tuple[FITVariant, ...] = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import nn
 
 from prerank_contract.features import FeatureSchema
 from prerank_contract.manifest import ModelKind
@@ -15,7 +14,6 @@ from prerank_model.layers.mlp import MLP, LayerwiseHeadsMLP
 from prerank_model.layers.scorers import SumMaxScorer
 from prerank_model.models.base import (
     PrerankModel,
-    TrainingOutput,
     field_embeddings,
     gather_user_heads,
     pooled_history,
@@ -29,9 +27,10 @@ class IntTower(PrerankModel):
     last layer emits H_v heads. FE-Block score = sum over all user heads (every layer) of the max
     over item heads of <u, v> (sum-max). Decoupled: the item heads are stored.
 
-    CIR (contrastive interaction regularisation), added to the BCE with `contrastive_weight`:
-    for each positive sample b, -log softmax_j(cos(u_b, v_j) / tau)[b] over the batch's items j
-    (in-batch negatives). Choices:
+    Trained with CIR (contrastive interaction regularisation) besides the BCE
+    (offline_jobs/training/losses.py), weighted by `contrastive_weight`: for each positive sample
+    b, -log softmax_j(cos(u_b, v_j) / tau)[b] over the batch's items j (in-batch negatives).
+    Choices:
     - chosen: u_b = mean of the deepest layer's user heads, v_j = mean of the item heads (the
       paper contrasts the towers' last-layer outputs; the means keep the dims equal when H_u !=
       H_v); gradients reach both towers; duplicate items in a batch are not masked.
@@ -85,30 +84,3 @@ class IntTower(PrerankModel):
         self, user_heads: torch.Tensor, item_heads: torch.Tensor, meta_index: torch.Tensor
     ) -> torch.Tensor:
         return self.scorer(gather_user_heads(user_heads, meta_index), item_heads)
-
-    def training_forward(
-        self,
-        user_features: torch.Tensor,
-        history: torch.Tensor,
-        item_features: torch.Tensor,
-        labels: torch.Tensor,
-    ) -> TrainingOutput:
-        """Logits [B] and the weighted CIR loss."""
-        user_heads = self.encode_user(user_features, history)
-        item_heads, meta_index = self.encode_items(item_features)
-        logits = self.score(user_heads, item_heads, meta_index)
-        cir = self.contrastive_loss(user_heads, item_heads, labels)
-        return TrainingOutput(logits, self.config.contrastive_weight * cir)
-
-    def contrastive_loss(
-        self, user_heads: torch.Tensor, item_heads: torch.Tensor, labels: torch.Tensor
-    ) -> torch.Tensor:
-        """In-batch InfoNCE of the positives: user_heads [B, 1, L * H_u, d] and item_heads
-        [B, H_v, d] of this batch's pairs, labels [B] -> a scalar (0 without positives)."""
-        deepest = user_heads[:, 0, -self.config.user_heads :]  # [B, H_u, d]
-        users = nn.functional.normalize(deepest.mean(1), dim=-1)
-        items = nn.functional.normalize(item_heads.mean(1), dim=-1)
-        similarities = users @ items.T / self.config.contrastive_temperature  # [B, B]
-        targets = torch.arange(labels.shape[0])
-        per_sample = nn.functional.cross_entropy(similarities, targets, reduction="none")
-        return (labels * per_sample).sum() / labels.sum().clamp_min(1.0)

@@ -1,9 +1,9 @@
-"""``python -m research.bench.echo``: the benchmark's floor. The service's stack and request path around
-the model (FastAPI + uvicorn, the route's bounded raw-body read, `service.ranking.parse_request` in
-a worker thread, de-duplication, catalogue lookup, ordering, the same orjson answer) with an id
-hash for a score instead of the model. Configured by the service's own PRERANK_* settings
-(host, port, limits, threads); with PRERANK_BUNDLE_DIR, ids outside that bundle's catalogue are
-reported unknown, as the service reports them."""
+"""``python -m research.bench.echo``: the benchmark's floor. The service's stack and request path
+around the model (FastAPI + uvicorn, the route's bounded raw-body read, `parse_request` in a
+worker thread, de-duplication, catalogue lookup, ordering, the answer's one encoder) with an id
+hash for a score instead of the model. Configured by the service's own PRERANK_* settings (host,
+port, limits, threads); with PRERANK_BUNDLE_DIR, ids outside that bundle's catalogue are reported
+unknown, as the service reports them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import numpy as np
-import orjson
 import uvicorn
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
@@ -21,13 +20,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from threadpoolctl import threadpool_limits
 
+from prerank_contract.http import UserSource, encode_answer
 from prerank_contract.manifest import ITEM_IDS_FILE
 from prerank_contract.settings import load_settings
 from prerank_contract.traffic import CONTROL
-from service.ranking import best_first, deduplicate, parse_request, scored_items
+from service.ranking import best_first, deduplicate, parse_request
 from service.routes import read_body
-from service.schemas import UserSource
 from service.settings import ServiceSettings
+from service.snapshot import search_sorted
 from service.workers import uvicorn_config
 
 log = logging.getLogger("research.bench.echo")
@@ -50,29 +50,25 @@ def echo_answer(
     (every id known)."""
     request = parse_request(body, max_candidates, max_history)
     candidate_ids, duplicates = deduplicate(np.asarray(request.candidates, dtype=np.int64))
-    if catalogue is None or not catalogue.size:
-        known = np.full(candidate_ids.size, catalogue is None)
-    else:  # the service's vectorised binary search (Snapshot.lookup)
-        rows = np.minimum(np.searchsorted(catalogue, candidate_ids), catalogue.size - 1)
-        known = catalogue[rows] == candidate_ids
+    if catalogue is None:
+        known = np.full(candidate_ids.size, True)
+    else:
+        _, known = search_sorted(catalogue, candidate_ids)
     known_ids, unknown_ids = candidate_ids[known], candidate_ids[~known]
     scores = echo_scores(known_ids)
     best = best_first(scores, request.top_k)
-    meta_index = np.zeros(best.size, dtype=np.int64) if request.explain else None
     given = request.user_features is not None or request.history is not None
     source: UserSource = "request" if given else "cold_start"
-    return orjson.dumps(
-        {
-            "model_version": ECHO_VERSION,
-            "arm": CONTROL,
-            "items": scored_items(known_ids[best], scores[best], meta_index),
-            "unknown_items": unknown_ids.tolist(),
-            "duplicate_items": duplicates.tolist(),
-            "user_source": source,
-            "cold_start": source == "cold_start",
-            "degraded": False,
-            "degraded_reasons": [],
-        }
+    return encode_answer(
+        model_version=ECHO_VERSION,
+        arm=CONTROL,
+        item_ids=known_ids[best],
+        scores=scores[best],
+        meta_index=np.zeros(best.size, dtype=np.int64) if request.explain else None,
+        unknown_ids=unknown_ids,
+        duplicate_ids=duplicates,
+        user_source=source,
+        degraded_reasons=[],
     )
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from offline_jobs.settings import JobSettings
 from prerank_contract.settings import load_settings
 from prerank_model.models import MODELS
-from research.reproduce.runner import DATASETS, ReproduceConfig, reproduce
+from research.reproduce.config import DATASETS, ReproduceConfig
+from research.reproduce.runner import reproduce
 
 
 def parser() -> argparse.ArgumentParser:

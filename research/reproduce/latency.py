@@ -1,5 +1,5 @@
-"""`/prerank` latency of a reproduced model through the real service, with bodies drawn from the
-dataset's users and catalogue."""
+"""`/prerank` latency of the reproduced models through the real service (uvicorn, ONNX Runtime,
+Redis), with bodies drawn from the dataset's users and catalogue."""
 
 from __future__ import annotations
 
@@ -7,11 +7,25 @@ from typing import Any
 
 import numpy as np
 import orjson
+from tqdm import tqdm
 
+from offline_jobs.bundling.assemble import build_bundle
+from offline_jobs.bundling.fingerprint import config_fingerprint, find_reusable_bundle
 from offline_jobs.data.dataset import InteractionData
+from offline_jobs.release.publish import publish_bundle, publish_user_features
+from offline_jobs.training.evaluate import evaluate
+from prerank_contract.gate import GateConfig
 from prerank_contract.http import DEADLINE_HEADER
+from prerank_contract.keys import RedisKeys
+from prerank_contract.manifest import ModelMetrics
+from prerank_contract.redis_client import RedisClient
 from research.http_client import PERCENTILES, REQUEST_TIMEOUT_SECONDS, closed_loop
+from research.reproduce.config import DatasetKey, RunSpec
+from research.reproduce.runs import Reproduction
 from research.service_process import ServiceProcess
+
+# Reproduction bundles are measured, not judged: the gate is the release's business.
+OPEN_GATE = GateConfig(min_auc=0.0, max_auc_drop=1.0)
 
 
 class LatencyProbe:
@@ -54,3 +68,77 @@ class LatencyProbe:
             "degraded": warm.degraded + timed.degraded,
             **{f"p{p}_ms": round(float(v), 3) for p, v in zip(PERCENTILES, values, strict=True)},
         }
+
+
+def publish_first_seed_bundles(
+    reproduction: Reproduction,
+    dataset: DatasetKey,
+    models: tuple[str, ...],
+    client: RedisClient,
+    keys: RedisKeys,
+) -> dict[str, str]:
+    """model -> bundle version: each model's first-seed bundle, built once (reused while its
+    fingerprint holds) and published under `keys`, the first one active."""
+    settings, seed = reproduction.settings, reproduction.config.seeds[0]
+    data = reproduction.data(dataset)
+    versions: dict[str, str] = {}
+    for name in models:
+        spec = RunSpec(dataset, name, seed)
+        job = settings.model_copy(
+            update={
+                "artifacts_dir": reproduction.run_dir(dataset) / "artifacts",
+                "train": reproduction.train_config(spec),
+            }
+        )
+        fingerprint = config_fingerprint(job, name, data.fingerprint())
+        found = find_reusable_bundle(job.bundles_dir, fingerprint)
+        if found is None:
+            model = reproduction.load_model(spec)
+            metrics = ModelMetrics(
+                splits=evaluate(model, data, reproduction.train.eval_batch_size),
+                train_seconds=0.0,
+                epochs=reproduction.train.epochs,
+            )
+            found = build_bundle(model, metrics, {}, data, job, fingerprint, progress=False)
+        path, manifest = found
+        publish_bundle(
+            client,
+            keys,
+            path,
+            chunk_bytes=settings.publish_chunk_bytes,
+            keep_versions=len(models) + 1,
+            gate=OPEN_GATE,
+            orphan_min_idle_seconds=settings.publish_orphan_min_idle_seconds,
+            activate=not versions,
+            progress=False,
+        )
+        versions[name] = manifest.version
+    return versions
+
+
+def measure_latency(
+    reproduction: Reproduction, dataset: DatasetKey, models: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """p50/p95/p99 of `/prerank` through the real service for each model's first-seed bundle,
+    at each configured candidate count."""
+    config, settings = reproduction.config, reproduction.settings
+    data = reproduction.data(dataset)
+    run_dir = reproduction.run_dir(dataset)
+    keys = RedisKeys(f"{settings.redis_key_prefix}reproduce:{dataset}:")
+    client = settings.connect_redis()
+    publish_user_features(client, keys, data, settings.feature_store_batch_size, progress=False)
+    versions = publish_first_seed_bundles(reproduction, dataset, models, client, keys)
+    rows = []
+    largest = max(config.latency_candidates)
+    with ServiceProcess(settings, keys, run_dir / "service.log", largest) as service:
+        probe = LatencyProbe(service, data, seed=config.seeds[0])
+        for name, version in tqdm(
+            versions.items(), desc=f"latency {dataset}", disable=not reproduction.progress
+        ):
+            client.set(keys.active, version)
+            service.wait_for_version(version)
+            for wanted in config.latency_candidates:
+                timings = probe.run(wanted, config.latency_requests, config.latency_warmup_requests)
+                rows.append({"model": name, "version": version, **timings})
+    client.close()
+    return rows

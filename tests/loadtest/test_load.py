@@ -21,11 +21,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest import run as load_run
-from loadtest.settings import LoadSettings, request_bodies
+from loadtest.settings import LoadSettings
 from loadtest.workload import draw_bodies, shape_stages, user_pool
 from offline_jobs.data.dataset import InteractionData
-from research.service_process import free_port
-from tests.conftest import REDIS_URL, REPO_ROOT, Bundle, RunningService
+from research.service_process import ServiceProcess, free_port
+from tests.conftest import REDIS_URL, REPO_ROOT, Bundle
 
 SERVICE_MAX_CANDIDATES = 500  # the `service` fixture's PRERANK_MAX_CANDIDATES
 SIZES = {"load_candidates": 100, "load_candidates_min": 30, "load_candidates_max": 250}
@@ -98,7 +98,9 @@ def test_user_ids_are_the_published_users(
     settings = load_settings(published_fit.path, redis_key_prefix=key_prefix, load_bodies=300)
     published = set(range(1, tiny_data.num_users + 1))  # what publish_user_features wrote
     assert set(user_pool(settings).tolist()) == published
-    users = {orjson.loads(body)["user_id"] for body in request_bodies(settings, 300)}
+    users = {
+        orjson.loads(body)["user_id"] for body in draw_bodies(settings, 300, user_pool(settings))
+    }
     assert users <= published and len(users) > tiny_data.num_users / 2
 
 
@@ -195,7 +197,7 @@ def aggregated(out: Path, name: str) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("shape", [False, True], ids=["fixed-users", "shape"])
 def test_a_headless_run_writes_csv_and_html_with_no_failure(
-    service: RunningService, published_fit: Bundle, key_prefix: str, tmp_path: Path, shape: bool
+    service: ServiceProcess, published_fit: Bundle, key_prefix: str, tmp_path: Path, shape: bool
 ) -> None:
     out = tmp_path / "report"
     fields = {**SIZES, "load_candidates_sigma": 0.5, **(SHORT_SHAPE if shape else {})}
@@ -224,7 +226,7 @@ def test_a_headless_run_writes_csv_and_html_with_no_failure(
 
 
 def test_a_failed_request_fails_the_run(
-    service: RunningService, published_fit: Bundle, key_prefix: str, tmp_path: Path
+    service: ServiceProcess, published_fit: Bundle, key_prefix: str, tmp_path: Path
 ) -> None:
     """Histories past the service's PRERANK_MAX_REQUEST_HISTORY are refused (422): exit 1."""
     out = tmp_path / "report"

@@ -26,14 +26,15 @@ from loadtest.stack import (
 from offline_jobs.data.dataset import InteractionData
 from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_store import active_version
+from research.service_process import free_port
 from tests.conftest import (
     REDIS_URL,
-    TEST_MIN_AUC,
+    SERVICE_TEST_ENV,
     TINY_MODEL,
     TINY_TRAIN,
     TINY_WORLD,
     Bundle,
-    free_port,
+    delete_prefix,
     publish_test_bundle,
 )
 
@@ -62,9 +63,7 @@ def published(
     keys = RedisKeys(f"stack-test-{uuid.uuid4().hex[:8]}:")
     publish_test_bundle(redis_client, keys, fit_bundle.path, users=tiny_data)
     yield keys
-    written = list(redis_client.scan_iter(match=f"{keys.prefix}*", count=1000))
-    if written:
-        redis_client.delete(*written)
+    delete_prefix(redis_client, keys.prefix)
 
 
 def query(prometheus_url: str, promql: str) -> list[dict]:
@@ -89,15 +88,10 @@ def test_prometheus_scrapes_the_requests_of_both_replicas(
         stack_state_dir=tmp_path / "stack",
         stack_ready_timeout_seconds=READY_TIMEOUT_SECONDS,
     )
-    service_env = {
-        "PRERANK_GATE__MIN_AUC": str(TEST_MIN_AUC),
-        "PRERANK_LOG_LEVEL": "warning",
-        "PRERANK_SHUTDOWN_DRAIN_SECONDS": "0",
-    }
     candidates = tiny_data.catalogue[:CANDIDATES].tolist()
     body = {"user_id": int(tiny_data.user_ids[0]), "candidates": candidates}
     started = time.monotonic()
-    with Stack(settings, extra_env=service_env) as stack:
+    with Stack(settings, extra_env=SERVICE_TEST_ENV) as stack:
         up_seconds = time.monotonic() - started
         assert stack.prometheus_url is not None, stack.prometheus_skipped
         for url in stack.replica_urls:
@@ -156,9 +150,7 @@ def test_without_redis_or_a_version_the_stack_starts_redis_and_runs_the_offline_
         "PRERANK_MODEL": TINY_MODEL.model_dump_json(),
         "PRERANK_TRAIN": TINY_TRAIN.model_dump_json(),
         "PRERANK_PARITY_USERS": "16",
-        "PRERANK_GATE__MIN_AUC": str(TEST_MIN_AUC),
-        "PRERANK_LOG_LEVEL": "warning",
-        "PRERANK_SHUTDOWN_DRAIN_SECONDS": "0",
+        **SERVICE_TEST_ENV,
     }
     with Stack(settings, extra_env=tiny_job) as stack:
         assert stack.children[0].name == "redis"  # started here: nothing answered

@@ -12,18 +12,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from model_export.onnx_export import (
-    SCORER,
-    USER_TOWER,
-    ParityError,
-    ParitySample,
-    check_parity,
-    export_graphs,
-)
+from model_export.onnx_export import ParityError, ParitySample, check_parity, export_graphs
 from offline_jobs.data.dataset import InteractionData, make_batch
 from offline_jobs.settings import JobSettings
 from offline_jobs.training.loop import new_model
 from prerank_contract.features import PADDING_INDEX
+from prerank_contract.graphs import SCORER, USER_TOWER
 from prerank_contract.manifest import SCORER_FILE, USER_TOWER_FILE
 from prerank_model.models.base import PrerankModel
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from tests.conftest import REDIS_URL, REPO_ROOT, TEST_MIN_AUC
+from tests.conftest import REDIS_URL, REPO_ROOT, TEST_MIN_AUC, delete_prefix
 
 SOAK_SECONDS = 60
 
@@ -41,10 +41,8 @@ def test_a_one_minute_soak_holds_its_limits(fit_bundle, tmp_path: Path) -> None:
             timeout=SOAK_SECONDS * 4,
         )
     finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
+        with redis.Redis.from_url(REDIS_URL) as client:
+            delete_prefix(client, prefix)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     report = json.loads(report_path.read_text())

@@ -18,7 +18,6 @@ from tests.conftest import (
     clone_bundle,
     publish_test_bundle,
     start_service,
-    stop_service,
 )
 
 KEYS = RedisKeys("cache:")
@@ -64,7 +63,7 @@ def test_a_restart_while_redis_is_down_serves_the_cached_version(
     try:
         assert httpx.get(f"{first.url}/readyz").json()["source"].startswith("redis:")
     finally:
-        stop_service(first)
+        first.stop()
         server.stop()
     assert read_manifest(tmp_path / "cache" / "current").version == fit_bundle.manifest.version
     second = start_service(env, tmp_path / "second.log")
@@ -73,7 +72,7 @@ def test_a_restart_while_redis_is_down_serves_the_cached_version(
         answer = httpx.post(f"{second.url}/prerank", json=body).json()
         ready = httpx.get(f"{second.url}/readyz").json()  # the failed read is known by now
     finally:
-        stop_service(second)
+        second.stop()
     assert ready["ready"] is True, second.log()
     assert ready["version"] == fit_bundle.manifest.version
     assert ready["source"] == str((tmp_path / "cache" / fit_bundle.manifest.version).resolve())

@@ -19,14 +19,14 @@ from prerank_contract.gate import GateConfig
 from prerank_contract.keys import RedisKeys
 from prerank_model.models import MODELS
 from prerank_model.models.base import PrerankModel
+from research.service_process import ServiceProcess
 from tests.conftest import (
+    ORPHAN_MIN_IDLE_SECONDS,
     TINY_TRAIN,
     Bundle,
-    RunningService,
     eval_scores,
     make_bundle,
     start_service,
-    stop_service,
     train_tiny,
 )
 
@@ -56,7 +56,7 @@ def served(
     key_prefix: str,
     tiny_data: InteractionData,
     tmp_path_factory,
-) -> Iterator[tuple[RunningService, RedisKeys]]:
+) -> Iterator[tuple[ServiceProcess, RedisKeys]]:
     keys = RedisKeys(f"{key_prefix}every-{uuid.uuid4().hex[:6]}:")
     publish_user_features(redis_client, keys, tiny_data, 100, progress=False)
     for index, (_, bundle) in enumerate(trained.values()):
@@ -67,6 +67,7 @@ def served(
             chunk_bytes=1 << 16,
             keep_versions=len(trained),
             gate=OPEN_GATE,
+            orphan_min_idle_seconds=ORPHAN_MIN_IDLE_SECONDS,
             activate=index == 0,
             progress=False,
         )
@@ -80,7 +81,7 @@ def served(
         tmp_path_factory.mktemp("every") / "service.log",
     )
     yield service, keys
-    stop_service(service)
+    service.stop()
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

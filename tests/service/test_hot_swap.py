@@ -21,12 +21,11 @@ from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ITEM_HEADS_FILE
 from prerank_contract.redis_store import read_manifest_of
 from prerank_contract.traffic import TrafficSplit, assign_arm
+from research.service_process import ServiceProcess
 from tests.conftest import (
-    RunningService,
     clone_bundle,
     publish_test_bundle,
     start_service,
-    stop_service,
 )
 
 POLL_SECONDS = 0.1
@@ -39,7 +38,7 @@ class World:
 
     def __init__(self, client: redis.Redis, keys: RedisKeys, fit_path: Path, tmp: Path) -> None:
         self.client, self.keys, self.fit_path, self.tmp = client, keys, fit_path, tmp
-        self.service: RunningService
+        self.service: ServiceProcess
 
     def bundle(self, version: str, scale: float = 1.0, edit: Callable | None = None) -> Path:
         return clone_bundle(self.fit_path, self.tmp, version, heads_scale=scale, edit=edit)
@@ -101,7 +100,7 @@ def world(
         tmp / "service.log",
     )
     yield world
-    stop_service(world.service)
+    world.service.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from schemathesis.hooks import HookContext
 
 from offline_jobs.data.dataset import InteractionData
 from prerank_contract.features import FieldSpec
-from tests.conftest import Bundle, RunningService, start_service, stop_service
+from research.service_process import ServiceProcess
+from tests.conftest import Bundle, start_service
 
 MAX_CANDIDATES = 500
 MAX_HISTORY = 50
@@ -31,7 +32,7 @@ Tally = Counter[tuple[str, str, int, bool]]
 @pytest.fixture(scope="module")
 def fuzzed_service(
     published_fit: Bundle, key_prefix: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningService]:
+) -> Iterator[ServiceProcess]:
     """Its own uvicorn (the fuzzer must not share state with other tests), reading the published
     tiny FIT and its feature store from the real Redis."""
     running = start_service(
@@ -43,7 +44,7 @@ def fuzzed_service(
         tmp_path_factory.mktemp("fuzz") / "service.log",
     )
     yield running
-    stop_service(running)
+    running.stop()
 
 
 def whole_ints(value: Any) -> Any:
@@ -93,7 +94,7 @@ class Contract:
 
 @pytest.fixture(scope="module")
 def api_schema(
-    fuzzed_service: RunningService, published_fit: Bundle, tiny_data: InteractionData
+    fuzzed_service: ServiceProcess, published_fit: Bundle, tiny_data: InteractionData
 ) -> schemathesis.BaseSchema:
     """The served /openapi.json; a valid /prerank body is made valid for the served model too,
     so a 422 to it is a real rejection of valid data (invalid bodies are fuzzed as drawn)."""
@@ -114,7 +115,7 @@ def api_schema(
 
 
 @pytest.fixture(scope="module")
-def positive_schema(fuzzed_service: RunningService) -> schemathesis.BaseSchema:
+def positive_schema(fuzzed_service: ServiceProcess) -> schemathesis.BaseSchema:
     """The served /openapi.json as is, generating valid data only."""
     config = schemathesis.Config.from_dict({"generation": {"mode": "positive"}})
     return schemathesis.openapi.from_url(f"{fuzzed_service.url}/openapi.json", config=config)
@@ -197,7 +198,7 @@ def integer_bounds(schema: dict[str, Any]) -> tuple[int, int]:
 
 @pytest.mark.parametrize("field", ["user_id", "candidates", "history"])
 def test_documented_integer_bounds_are_the_enforced_ones(
-    fuzzed_service: RunningService, field: str
+    fuzzed_service: ServiceProcess, field: str
 ) -> None:
     """The bounds a client reads from /openapi.json (as JSON numbers) accept and reject exactly
     what the service does: the edge values answer 200, one beyond them 422 naming the field."""
@@ -222,7 +223,7 @@ def test_documented_integer_bounds_are_the_enforced_ones(
         assert response.json()["detail"][0]["loc"][:2] == ["body", field]
 
 
-def test_metrics_documents_its_content_type(fuzzed_service: RunningService) -> None:
+def test_metrics_documents_its_content_type(fuzzed_service: ServiceProcess) -> None:
     spec = httpx.get(f"{fuzzed_service.url}/openapi.json").json()
     documented = spec["paths"][METRICS]["get"]["responses"]["200"]["content"]
     received = httpx.get(f"{fuzzed_service.url}{METRICS}").headers["content-type"]
@@ -238,7 +239,7 @@ def unready_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemat
     try:
         yield schemathesis.openapi.from_url(f"{running.url}/openapi.json")
     finally:
-        stop_service(running)
+        running.stop()
 
 
 UNREADY_CALLS = [

@@ -9,13 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.conftest import RunningService, start_service, stop_service
+from research.service_process import ServiceProcess
+from tests.conftest import start_service
 
 CLIENTS, REQUESTS_EACH = 24, 6
 
 
 @pytest.fixture(scope="module")
-def bounded(published_fit, key_prefix: str, tmp_path_factory) -> Iterator[RunningService]:
+def bounded(published_fit, key_prefix: str, tmp_path_factory) -> Iterator[ServiceProcess]:
     service = start_service(
         {
             "PRERANK_REDIS_KEY_PREFIX": key_prefix,
@@ -26,7 +27,7 @@ def bounded(published_fit, key_prefix: str, tmp_path_factory) -> Iterator[Runnin
         tmp_path_factory.mktemp("overload") / "service.log",
     )
     yield service
-    stop_service(service)
+    service.stop()
 
 
 def test_beyond_the_bound_requests_get_503_with_retry_after(bounded, tiny_data) -> None:

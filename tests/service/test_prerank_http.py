@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from offline_jobs.data.dataset import InteractionData
-from service.metrics import STAGES
 from tests.conftest import eval_scores
+from tests.service.stages import STAGES
 
 
 def post(service, body: object) -> httpx.Response:

@@ -22,14 +22,14 @@ from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_client import LazyClusterClient
 from prerank_contract.redis_store import active_version, read_version
 from prerank_contract.settings import CommonSettings
+from research.service_process import ServiceProcess
 from tests.conftest import (
+    ORPHAN_MIN_IDLE_SECONDS,
     TEST_GATE,
     PrivateCluster,
-    RunningService,
     clone_bundle,
     publish_test_bundle,
     start_service,
-    stop_service,
 )
 
 POLL_SECONDS = 0.2
@@ -65,7 +65,7 @@ def client(redis_cluster: PrivateCluster, keys: RedisKeys) -> Iterator[LazyClust
     cluster_client.close()
 
 
-def wait_version(service: RunningService, version: str) -> None:
+def wait_version(service: ServiceProcess, version: str) -> None:
     deadline = time.monotonic() + SWAP_TIMEOUT
     while time.monotonic() < deadline:
         if httpx.get(f"{service.url}/readyz", timeout=10).json().get("version") == version:
@@ -102,6 +102,7 @@ def test_retention_and_rollback_on_the_cluster(client, keys, fit_bundle, tmp_pat
             chunk_bytes=4096,
             keep_versions=2,
             gate=TEST_GATE,
+            orphan_min_idle_seconds=ORPHAN_MIN_IDLE_SECONDS,
             progress=False,
         )
     assert active_version(client, keys) == "v3"
@@ -142,7 +143,7 @@ def test_serve_and_hot_swap_under_load_on_the_cluster(
         stop.set()
         for thread in threads:
             thread.join()
-        stop_service(service)
+        service.stop()
     # user features came from the cluster: the full model, not a degraded answer
     assert before["user_source"] == "feature_store" and not before["degraded"], before
     assert before["model_version"] == "v1" and len(before["items"]) == CANDIDATES
@@ -174,7 +175,7 @@ def test_a_service_started_while_the_cluster_is_down_follows_it_once_up(
         wait_version(service, "late")
         cluster_client.close()
     finally:
-        stop_service(service)
+        service.stop()
         cluster.stop()
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from prerank_contract.keys import RedisKeys
-from tests.conftest import PrivateRedis, publish_test_bundle, start_service, stop_service
+from tests.conftest import PrivateRedis, publish_test_bundle, start_service
 
 KEYS = RedisKeys("outage:")
 
@@ -73,7 +73,7 @@ def test_cutting_redis_mid_load_degrades_without_errors_and_recovers(
         stop.set()
         thread.join()
         log = service.log()
-        stop_service(service)
+        service.stop()
     assert [a for a in answers if a[1] != 200] == [], log
     by_phase = {p: [a[2] for a in answers if a[0] == p] for p in ("before", "outage", "after")}
     assert all(len(v) >= 5 for v in by_phase.values()), {p: len(v) for p, v in by_phase.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from prerank_contract.keys import RedisKeys
-from tests.conftest import clone_bundle, publish_test_bundle, start_service, stop_service
+from tests.conftest import clone_bundle, publish_test_bundle, start_service
 
 POLL_SECONDS = 0.5
 CONVERGE_TIMEOUT = 30.0
@@ -52,7 +52,7 @@ def test_both_replicas_converge_on_a_publish(
         answers = [httpx.post(f"{r.url}/prerank", json=body, timeout=30).json() for r in replicas]
     finally:
         for replica in replicas:
-            stop_service(replica)
+            replica.stop()
         written = list(redis_client.scan_iter(match=f"{keys.prefix}*", count=1000))
         if written:
             redis_client.delete(*written)

@@ -1,19 +1,24 @@
-"""Property tests of the /prerank request contract: `PrerankRequest` and `parse_request`, the one
-parser of a /prerank body. Any input either parses or is a 422 naming a field of the body."""
+"""Property tests of the /prerank contract: `PrerankRequest` and `parse_request`, the one parser of
+a /prerank body (any input either parses or is a 422 naming a field of the body), and
+`encode_answer`, the one writer of its answer, against `PrerankResponse`."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
+import numpy as np
+import orjson
 import pytest
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from prerank_contract.http import DegradedReason, UserSource, encode_answer
+from prerank_contract.traffic import Arm
 from service.ranking import parse_request
-from service.schemas import INT64_MAX, INT64_MIN, PrerankRequest
+from service.schemas import INT64_MAX, INT64_MIN, PrerankRequest, PrerankResponse
 
 MAX_CANDIDATES = 20
 MAX_HISTORY = 10
@@ -231,3 +236,44 @@ def test_explain_is_a_strict_bool(value: object) -> None:
 def test_top_k_is_at_least_one(value: int) -> None:
     errors = rejection(body({"user_id": 1, "candidates": [], "top_k": value}))
     assert locs(errors) == [("body", "top_k")]
+
+
+ids = st.lists(int64, max_size=6)
+
+
+@PROPERTY
+@given(
+    scored=st.lists(st.tuples(int64, st.floats(0, 1), st.integers(0, 63)), max_size=6),
+    explain=st.booleans(),
+    unknown=ids,
+    duplicates=ids,
+    arm=st.sampled_from(get_args(Arm)),
+    source=st.sampled_from(get_args(UserSource)),
+    reasons=st.lists(st.sampled_from(get_args(DegradedReason)), unique=True),
+)
+def test_the_answer_encoder_writes_what_the_response_schema_documents(
+    scored: list[tuple[int, float, int]],
+    explain: bool,
+    unknown: list[int],
+    duplicates: list[int],
+    arm: Arm,
+    source: UserSource,
+    reasons: list[DegradedReason],
+) -> None:
+    """Every answer `encode_answer` writes validates as a `PrerankResponse`, which holds every
+    field of it: the OpenAPI document describes the answers the service sends."""
+    meta_index = np.array([cluster for _, _, cluster in scored], dtype=np.int64)
+    payload = encode_answer(
+        model_version="v1",
+        arm=arm,
+        item_ids=np.array([item_id for item_id, _, _ in scored], dtype=np.int64),
+        scores=np.array([score for _, score, _ in scored], dtype=np.float64),
+        meta_index=meta_index if explain else None,
+        unknown_ids=np.asarray(unknown, dtype=np.int64),
+        duplicate_ids=np.asarray(duplicates, dtype=np.int64),
+        user_source=source,
+        degraded_reasons=reasons,
+    )
+    parsed = PrerankResponse.model_validate_json(payload)
+    assert parsed.model_dump(mode="json", exclude_none=True) == orjson.loads(payload)
+    assert parsed.degraded is bool(reasons) and parsed.cold_start is (source == "cold_start")

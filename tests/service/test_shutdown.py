@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from tests.conftest import start_service, stop_service
+from tests.conftest import start_service
 
 NO_REDIS = "redis://127.0.0.1:1/0"
 DRAIN_SECONDS = 1.5
@@ -72,7 +72,7 @@ def test_sigterm_drains_then_finishes_in_flight_requests(fit_bundle, tiny_data, 
         thread.join(timeout=EXIT_TIMEOUT)
         exit_code = service.process.wait(timeout=EXIT_TIMEOUT)
     finally:
-        stop_service(service)
+        service.stop()
     assert ready.status_code == 503 and "shutting down" in ready.json()["reason"]
     assert during_drain.status_code == 200 and len(during_drain.json()["items"]) == 50
     assert closed_after is not None and closed_after >= DRAIN_SECONDS - 0.3, closed_after

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from prerank_contract.bundle import BundleError, sha256_file
 from prerank_contract.features import PADDING_INDEX
+from prerank_contract.manifest import MANIFEST_FILE
 from service.settings import ServiceSettings
 from service.snapshot import Snapshot, direct_index
 
@@ -79,11 +85,6 @@ def test_snapshot_scores_equal_the_model(snapshot: Snapshot, trained_fit, tiny_d
 
 def test_a_bundle_whose_contents_disagree_with_its_manifest_is_refused(fit_bundle, tmp_path):
     """Checksums can be right while the contents are wrong (a bad build): refuse it by name."""
-    import json
-    import shutil
-
-    from prerank_contract.bundle import BundleError, sha256_file
-
     bundle = shutil.copytree(fit_bundle.path, tmp_path / "bundle")
     heads = np.load(bundle / "item_heads.npy")
     np.save(bundle / "item_heads.npy", heads[:-1])  # one row short
@@ -94,4 +95,45 @@ def test_a_bundle_whose_contents_disagree_with_its_manifest_is_refused(fit_bundl
     }
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=r"item_heads\.npy"):
+        Snapshot.from_dir(bundle, ServiceSettings(use_redis=False))
+
+
+def edited_manifest_copy(fit_bundle, tmp_path: Path, graph: str, edit) -> Path:
+    """A copy of the tiny bundle whose manifest's `graph` spec `edit` changed in place; the files
+    are untouched, so every sha256 still holds (manifest.json is not in its own checksum list)."""
+    bundle = shutil.copytree(fit_bundle.path, tmp_path / "bundle")
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
+    assert MANIFEST_FILE not in manifest["files"]
+    edit(manifest["graphs"][graph])
+    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
+    return bundle
+
+
+def rename_meta_index(spec: dict) -> None:
+    spec["inputs"][2]["name"] = "cluster_index"
+
+
+def narrow_user_heads(spec: dict) -> None:
+    spec["outputs"][0]["dtype"] = "float16"
+
+
+def widen_fixed_axis(spec: dict) -> None:
+    spec["inputs"][0]["shape"][0] += 1
+
+
+@pytest.mark.parametrize(
+    ("graph", "edit", "tensor"),
+    [
+        ("scorer", rename_meta_index, "cluster_index"),
+        ("user_tower", narrow_user_heads, "user_heads"),
+        ("scorer", widen_fixed_axis, "user_heads"),
+    ],
+)
+def test_a_manifest_that_disagrees_with_its_onnx_graph_is_refused_naming_both(
+    fit_bundle, tmp_path, graph, edit, tensor
+):
+    """A tensor the graph lacks, another element type or another fixed size: refused before any
+    request, naming the graph and the tensor."""
+    bundle = edited_manifest_copy(fit_bundle, tmp_path, graph, edit)
+    with pytest.raises(BundleError, match=rf"graph '{graph}'.*'{tensor}'"):
         Snapshot.from_dir(bundle, ServiceSettings(use_redis=False))

@@ -12,7 +12,7 @@ import pytest
 
 from service.app import create_app
 from service.settings import ServiceSettings
-from tests.conftest import start_service, stop_service
+from tests.conftest import start_service
 
 NO_REDIS = "redis://127.0.0.1:1/0"
 
@@ -33,7 +33,7 @@ def test_serves_the_local_bundle_when_redis_is_unreachable(fit_bundle, tmp_path:
         assert len(body["items"]) == 20
         assert body["degraded"] is True  # no feature store without Redis: said, not hidden
     finally:
-        stop_service(service)
+        service.stop()
 
 
 def test_a_deployment_without_redis_answers_undegraded(fit_bundle, tmp_path: Path, tiny_data):
@@ -54,7 +54,7 @@ def test_a_deployment_without_redis_answers_undegraded(fit_bundle, tmp_path: Pat
             for extra in ({}, {"history": history})
         )
     finally:
-        stop_service(service)
+        service.stop()
     # no feature store by configuration: nothing failed, so nothing is flagged
     assert (cold["user_source"], cold["cold_start"], cold["degraded"]) == (
         "cold_start",
@@ -75,7 +75,7 @@ def test_not_ready_with_a_reason_when_there_is_no_model(tmp_path: Path):
             == 503
         )
     finally:
-        stop_service(service)
+        service.stop()
 
 
 def test_a_corrupted_bundle_is_refused_naming_the_file(fit_bundle, tmp_path: Path):
@@ -89,7 +89,7 @@ def test_a_corrupted_bundle_is_refused_naming_the_file(fit_bundle, tmp_path: Pat
         assert response.status_code == 503
         assert "user_tower.onnx" in response.json()["reason"]
     finally:
-        stop_service(service)
+        service.stop()
 
 
 @pytest.mark.parametrize("freeze", [True, False])

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 
+from prerank_contract.http import WORKER_HEADER
 from prerank_contract.manifest import ITEM_HEADS_FILE
-from service.metrics import STAGES
-from service.routes import WORKER_HEADER
-from tests.conftest import start_service, stop_service
+from tests.conftest import start_service
+from tests.service.stages import STAGES
 
 REQUESTS = 80
 CANDIDATES = 40
@@ -56,7 +56,7 @@ def test_two_workers_answer_and_their_metrics_add_up(
         service.process.send_signal(signal.SIGTERM)
         exit_code = service.process.wait(timeout=EXIT_TIMEOUT)
     finally:
-        stop_service(service)
+        service.stop()
     assert len(workers) == 2, workers
     for text in scrapes:  # whichever worker answers the scrape, the sums are of both
         arm = 'arm="control"'

@@ -109,9 +109,24 @@ def test_meta_matrix_is_the_models_k_by_key_dim_matrix(
 def test_the_batched_cosine_is_the_models_mean_over_the_catalogue(
     table: ItemTable, trained_fit: PrerankModel
 ) -> None:
-    assert isinstance(trained_fit, FIT) and table.soft_hard_cosine is not None
-    whole = trained_fit.soft_hard_cosine(torch.from_numpy(np.asarray(table.item_features)))
+    assert isinstance(trained_fit, FIT)
+    assignment = trained_fit.meta_assignment(torch.from_numpy(np.asarray(table.item_features)))
+    assert assignment is not None and table.soft_hard_cosine is not None
+    whole = float(assignment.soft_hard_cosines.mean())
     assert table.soft_hard_cosine == pytest.approx(whole, abs=COSINE_ATOL)
+
+
+def test_a_model_without_meta_vectors_gets_index_zero_and_no_faiss(
+    tiny_data: InteractionData, tmp_path: Path
+) -> None:
+    model = new_model("two_tower", tiny_data.schema, TINY_MODEL, seed=0)
+    table = precompute_items(
+        model, tiny_data.catalogue, tiny_data.item_features, RAGGED_BATCH, tmp_path, progress=False
+    )
+    assert table.meta_matrix is None and table.faiss_index is None
+    assert table.soft_hard_cosine is None
+    assert not np.asarray(table.meta_index).any()
+    np.testing.assert_array_equal(table.meta_counts, [tiny_data.catalogue.size])
 
 
 def test_the_files_are_what_np_save_writes(table: ItemTable, tmp_path: Path) -> None:

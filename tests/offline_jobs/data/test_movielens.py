@@ -1,4 +1,4 @@
-"""MovieLens 1M loader against the genuine files (../shared/data/ml-1m, or PRERANK_ML1M_DIR).
+"""MovieLens 1M loader against the genuine files (../shared/data/ml-1m, or PRERANK_ML1M__DATA_DIR).
 
 Expectations are recomputed naively from the raw lines, so the tests hold for the partial
 ratings.dat (users 1-2999) and for the complete file alike.
@@ -18,11 +18,13 @@ from offline_jobs.data.dataset import left_pad
 from offline_jobs.data.movielens import MovieLensConfig, load_movielens_1m
 
 DEFAULT_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ml-1m"
-DATA_DIR = Path(os.environ.get("PRERANK_ML1M_DIR", DEFAULT_DIR))
+DATA_DIR = Path(os.environ.get("PRERANK_ML1M__DATA_DIR", DEFAULT_DIR))
 FEW_RATINGS = 60_000
 
-if "PRERANK_ML1M_DIR" not in os.environ and not DEFAULT_DIR.is_dir():
-    pytest.skip(f"no ML-1M data at {DEFAULT_DIR} (set PRERANK_ML1M_DIR)", allow_module_level=True)
+if "PRERANK_ML1M__DATA_DIR" not in os.environ and not DEFAULT_DIR.is_dir():
+    pytest.skip(
+        f"no ML-1M data at {DEFAULT_DIR} (set PRERANK_ML1M__DATA_DIR)", allow_module_level=True
+    )
 
 
 def raw_ratings(limit: int | None) -> list[tuple[int, int, int, int]]:

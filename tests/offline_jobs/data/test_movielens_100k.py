@@ -1,5 +1,6 @@
-"""MovieLens 100K loader: against the genuine files (../shared/data/ml-100k, or PRERANK_ML100K_DIR),
-skipped when they are absent, and against tiny files in the 100K format written per test.
+"""MovieLens 100K loader: against the genuine files (../shared/data/ml-100k, or
+PRERANK_ML100K__DATA_DIR), skipped when they are absent, and against tiny files in the 100K
+format written per test.
 
 Expectations are recomputed naively from the raw lines; the counts are those of the complete
 release (u.data md5 6e47046882bad158b0efbb84cd5cb987).
@@ -33,7 +34,7 @@ from offline_jobs.training.loop import TrainConfig, new_model, train_model
 from tests.conftest import TINY_MODEL
 
 DEFAULT_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ml-100k"
-DATA_DIR = Path(os.environ.get("PRERANK_ML100K_DIR", DEFAULT_DIR))
+DATA_DIR = Path(os.environ.get("PRERANK_ML100K__DATA_DIR", DEFAULT_DIR))
 # ML-1M's age groups as its README lists them: (code, lowest age, highest age).
 ML1M_AGE_GROUPS = ((1, 0, 17), (18, 18, 24), (25, 25, 34), (35, 35, 44), (45, 45, 49))
 ML1M_AGE_GROUPS += ((50, 50, 55), (56, 56, 200))
@@ -46,8 +47,8 @@ def expected_group(age: int) -> int:
 
 @pytest.fixture(scope="module")
 def config() -> MovieLens100KConfig:
-    if "PRERANK_ML100K_DIR" not in os.environ and not DEFAULT_DIR.is_dir():
-        pytest.skip(f"no ML-100K data at {DEFAULT_DIR} (set PRERANK_ML100K_DIR)")
+    if "PRERANK_ML100K__DATA_DIR" not in os.environ and not DEFAULT_DIR.is_dir():
+        pytest.skip(f"no ML-100K data at {DEFAULT_DIR} (set PRERANK_ML100K__DATA_DIR)")
     return MovieLens100KConfig(data_dir=DATA_DIR)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tracemalloc
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,13 +15,10 @@ import pytest
 import torch
 
 from offline_jobs.data.dataset import InteractionData, SampleRows, make_batch
-from offline_jobs.data.stream import (
-    FeatureTables,
-    SampleStore,
-    SampleStoreWriter,
-    StoreError,
-    write_split_store,
-)
+from offline_jobs.data.stream.format import FeatureTables, StoreError
+from offline_jobs.data.stream.samples import StoreSamples
+from offline_jobs.data.stream.store import SampleStore
+from offline_jobs.data.stream.writer import SampleStoreWriter
 from offline_jobs.data.synthetic import (
     generate_synthetic,
     synthetic_tables,
@@ -49,6 +47,36 @@ AUC_TOLERANCE = 0.03
 MEMORY_CHUNK_ROWS = 1000
 MEMORY_BATCH = 256
 PEAK_UNITS = 3.0
+
+
+def write_split_store(
+    data: InteractionData, split: str, path: Path, *, chunk_rows: int
+) -> SampleStore:
+    """The samples of `data.splits[split]` as a store at `path`, in the split's order (row i is
+    sample `data.splits[split][i]`), written `chunk_rows` rows at a time."""
+    indices = data.splits[split]
+    with SampleStoreWriter(
+        path,
+        FeatureTables.of(data),
+        dataset=data.name,
+        chunk_rows=chunk_rows,
+        sample_user_features=data.sample_user_features is not None,
+        sample_item_features=data.sample_item_features is not None,
+        details={"split": split, "dataset_fingerprint": data.fingerprint()},
+    ) as writer:
+        for start in range(0, indices.size, chunk_rows):
+            writer.append(SampleRows.of(data, indices[start : start + chunk_rows]))
+        return writer.commit()
+
+
+def epoch_rows(source: StoreSamples, epoch: int) -> Iterator[np.ndarray]:
+    """Store row indices of each batch of epoch `epoch`, [B] int64 (reads no data)."""
+    pending: list[np.ndarray] = []
+    for chunk, rows, ends in source.segments(epoch):
+        pending.append(rows + source.store.chunk_bounds(chunk)[0])
+        if ends:
+            yield np.concatenate(pending)
+            pending = []
 
 
 def batches_equal(a: object, b: object) -> bool:
@@ -128,11 +156,11 @@ def test_the_streamed_generator_writes_the_in_memory_train_split(tmp_path: Path)
 def test_every_train_sample_once_per_epoch_in_a_new_order(
     train_store: SampleStore, tiny_data: InteractionData
 ) -> None:
-    source = train_store.samples(BATCH, seed=3)
+    source = StoreSamples(train_store, BATCH, seed=3)
     train = tiny_data.splits["train"]
     orders = []
     for epoch in range(2):
-        plan = list(source.epoch_rows(epoch))
+        plan = list(epoch_rows(source, epoch))
         batches = list(source.epoch_batches(epoch))
         assert len(plan) == len(batches) == source.steps_per_epoch
         assert [len(b) for b in plan[:-1]] == [BATCH] * (len(plan) - 1)  # only the last is short
@@ -144,7 +172,7 @@ def test_every_train_sample_once_per_epoch_in_a_new_order(
         orders.append(order)
     assert not np.array_equal(orders[0], orders[1])
     assert not np.array_equal(orders[0], np.arange(train_store.rows))
-    again = np.concatenate(list(train_store.samples(BATCH, seed=3).epoch_rows(1)))
+    again = np.concatenate(list(epoch_rows(StoreSamples(train_store, BATCH, seed=3), 1)))
     assert np.array_equal(again, orders[1])  # an epoch depends on (seed, epoch) only
 
 
@@ -160,8 +188,8 @@ def test_per_sample_feature_overrides_are_stored_and_read(
     )
     store = write_split_store(data, "train", tmp_path / "overrides", chunk_rows=CHUNK_ROWS)
     assert {"sample_user_features", "sample_item_features"} <= store.manifest.columns.keys()
-    source = store.samples(BATCH, seed=0)
-    for rows, batch in zip(source.epoch_rows(0), source.epoch_batches(0), strict=True):
+    source = StoreSamples(store, BATCH, seed=0)
+    for rows, batch in zip(epoch_rows(source, 0), source.epoch_batches(0), strict=True):
         assert batches_equal(batch, make_batch(data, data.splits["train"][rows]))
 
 
@@ -170,10 +198,10 @@ def test_ranks_share_each_epoch_disjointly_with_equal_steps(
     train_store: SampleStore, world_size: int
 ) -> None:
     sources = [
-        train_store.samples(BATCH, seed=7, rank=rank, world_size=world_size)
+        StoreSamples(train_store, BATCH, seed=7, rank=rank, world_size=world_size)
         for rank in range(world_size)
     ]
-    plans = [list(source.epoch_rows(0)) for source in sources]
+    plans = [list(epoch_rows(source, 0)) for source in sources]
     steps = sources[0].steps_per_epoch
     assert all(source.steps_per_epoch == steps for source in sources)
     assert all(len(plan) == steps for plan in plans)  # DDP: every rank the same steps
@@ -200,19 +228,28 @@ def tiled_store(data: InteractionData, path: Path, chunks: int) -> SampleStore:
 
 
 def test_the_reader_holds_one_chunk_not_the_store(
-    tiny_data: InteractionData, tmp_path: Path
+    tiny_data: InteractionData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small = tiled_store(tiny_data, tmp_path / "small", chunks=10)
     large = tiled_store(tiny_data, tmp_path / "large", chunks=100)  # 10x the rows
     row_bytes = sum(c.bytes for c in large.manifest.columns.values()) / large.rows
-    first = next(large.samples(MEMORY_BATCH, seed=0).epoch_batches(0))
+    first = next(StoreSamples(large, MEMORY_BATCH, seed=0).epoch_batches(0))
     batch_bytes = sum(
         getattr(first, n).nbytes for n in ("user_features", "history", "item_features", "labels")
     )
     unit = MEMORY_CHUNK_ROWS * row_bytes + batch_bytes
+    read_sizes: list[int] = []
+    read_rows = SampleStore.read_rows
+
+    def counted_read_rows(store: SampleStore, start: int, stop: int) -> SampleRows:
+        read_sizes.append(stop - start)
+        return read_rows(store, start, stop)
+
+    monkeypatch.setattr(SampleStore, "read_rows", counted_read_rows)
     peaks = {}
     for name, store in (("small", small), ("large", large)):
-        source = store.samples(MEMORY_BATCH, seed=0)
+        source = StoreSamples(store, MEMORY_BATCH, seed=0)
+        read_sizes.clear()
         tracemalloc.start()
         try:
             steps = sum(1 for _ in source.epoch_batches(0))
@@ -220,7 +257,7 @@ def test_the_reader_holds_one_chunk_not_the_store(
         finally:
             tracemalloc.stop()
         assert steps == source.steps_per_epoch
-        assert source.largest_read_rows == MEMORY_CHUNK_ROWS
+        assert max(read_sizes) == MEMORY_CHUNK_ROWS  # the most rows one read materialised
     print(
         f"reader peak: {peaks['small'] / unit:.2f} and {peaks['large'] / unit:.2f} x (chunk + "
         f"batch) for stores of {small.rows:,} and {large.rows:,} rows"
@@ -303,13 +340,17 @@ def test_the_writer_refuses_bad_rows_and_leaves_nothing_behind(
     unknown_item = replace(rows, item_ids=rows.item_ids + tiny_data.item_features.shape[0])
     with (
         pytest.raises(StoreError, match=r"item_ids outside \[0, 301\)"),
-        SampleStoreWriter(tmp_path / "bad", tables, dataset="synthetic") as writer,
+        SampleStoreWriter(
+            tmp_path / "bad", tables, dataset="synthetic", chunk_rows=CHUNK_ROWS
+        ) as writer,
     ):
         writer.append(rows)
         writer.append(unknown_item)
     with (
         pytest.raises(StoreError, match="5 of the 10 preallocated rows written"),
-        SampleStoreWriter(tmp_path / "holes", tables, dataset="synthetic", rows=10) as writer,
+        SampleStoreWriter(
+            tmp_path / "holes", tables, dataset="synthetic", chunk_rows=CHUNK_ROWS, rows=10
+        ) as writer,
     ):
         writer.write_at(0, rows.slice(0, 5))
         writer.commit()

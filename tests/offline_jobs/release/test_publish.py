@@ -12,14 +12,21 @@ from offline_jobs.release.publish import PublishError, publish_bundle
 from prerank_contract.bundle import BundleError
 from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_store import active_version, read_version
-from tests.conftest import TEST_GATE, clone_bundle
+from tests.conftest import ORPHAN_MIN_IDLE_SECONDS, TEST_GATE, clone_bundle
 
 CHUNK = 4096
 
 
 def publish(client: redis.Redis, keys: RedisKeys, path: Path, keep: int = 3):
     return publish_bundle(
-        client, keys, path, chunk_bytes=CHUNK, keep_versions=keep, gate=TEST_GATE, progress=False
+        client,
+        keys,
+        path,
+        chunk_bytes=CHUNK,
+        keep_versions=keep,
+        gate=TEST_GATE,
+        orphan_min_idle_seconds=ORPHAN_MIN_IDLE_SECONDS,
+        progress=False,
     )
 
 

@@ -27,7 +27,7 @@ ROWS = torch.tensor(
 @pytest.fixture
 def embedding() -> FieldEmbedding:
     torch.manual_seed(0)
-    return FieldEmbedding(FIELDS, DIM)
+    return FieldEmbedding(FIELDS, DIM, init_std=None)
 
 
 def test_init_std_sets_the_rows_spread_and_keeps_padding_at_zero() -> None:
@@ -82,7 +82,7 @@ def test_training_routes_match_the_plain_lookup_in_values_and_gradients() -> Non
     Same values and table gradients, none for the padding row."""
     fields = (*FIELDS, FieldSpec(name="tags", source="item", vocab_size=50, slots=2))
     torch.manual_seed(0)
-    embedding = FieldEmbedding(fields, DIM).double()
+    embedding = FieldEmbedding(fields, DIM, init_std=None).double()
     more = torch.tensor([[2, 4, 0, 0, 3], [5, 0, 0, 6, 1], [0, 1, 2, 3, 0], [6, 0, 0, 0, 2]])
     tags = torch.tensor([[7, 0], [49, 49], [0, 0], [0, 13], [1, 2], [0, 0], [3, 3], [0, 40]])
     rows = torch.cat([torch.cat([ROWS, more]), tags], dim=1).view(2, 4, -1)  # [B, L, slots]

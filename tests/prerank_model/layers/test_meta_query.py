@@ -14,7 +14,7 @@ K, D, N = 4, 8, 32
 @pytest.fixture
 def module() -> MetaQueryModule:
     torch.manual_seed(0)
-    return MetaQueryModule(num_queries=K, key_dim=D)
+    return MetaQueryModule(num_queries=K, key_dim=D, temperature=1.0)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import torch
 
 from model_export.onnx_export import ParitySample, check_parity, export_graphs
 from offline_jobs.data.dataset import InteractionData, make_batch
-from offline_jobs.training.loop import batch_tensors, training_loss
+from offline_jobs.training.loop import batch_loss, batch_tensors
+from offline_jobs.training.objective import TrainingObjective
 from prerank_model.models.base import PrerankModel
 
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -80,7 +81,7 @@ def check_training_reduces_the_loss(
     model.train()
     losses = []
     for _ in range(steps):
-        loss = training_loss(model, batch, loss_fn)
+        loss = batch_loss(TrainingObjective(model, loss_fn), batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

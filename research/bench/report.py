@@ -1,0 +1,119 @@
+"""docs/benchmarks/latency.md: one run's figures, verdicts and the machine they came from, the
+text from templates/latency.md.j2."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import psutil
+import torch
+
+from prerank_contract.bundle import write_text_atomically
+from research.bench.latency import LatencyRow
+from research.bench.plots import plot_latency
+from research.bench.scoring_paths import ScoringPaths
+from research.bench.throughput import Throughput, error_kinds_note
+from research.bench.verdicts import Verdict
+from research.markdown import markdown_templates
+from research.settings import BenchSettings
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+REPORT_TEMPLATE = "latency.md.j2"
+TABLES_TEMPLATE = "tables.md.j2"
+MARKDOWN_FILE, IMAGE_FILE = "latency.md", "latency.png"
+
+
+@dataclass(frozen=True)
+class MachineFacts:
+    """Where the run happened: the CPU, the library versions and how busy the machine was."""
+
+    cpu_model: str
+    logical_cores: int
+    physical_cores: int | None
+    python: str
+    onnxruntime: str
+    torch: str
+    numpy: str
+    system: str
+    load_average: tuple[float, float, float]  # 1, 5, 15 minutes, when the facts were taken
+
+    @classmethod
+    def here(cls) -> MachineFacts:
+        import onnxruntime
+
+        return cls(
+            cpu_model=cpu_model(),
+            logical_cores=os.cpu_count() or 0,
+            physical_cores=psutil.cpu_count(logical=False),
+            python=platform.python_version(),
+            onnxruntime=onnxruntime.__version__,
+            torch=torch.__version__,
+            numpy=np.__version__,
+            system=platform.platform(),
+            load_average=os.getloadavg(),
+        )
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """Everything one `make bench` measured, and how it was run."""
+
+    command: str
+    started: str  # UTC, ISO 8601
+    load_at_start: tuple[float, float, float]  # 1, 5, 15 minutes
+    seconds: float
+    machine: MachineFacts
+    settings: BenchSettings
+    versions: dict[str, str]  # target -> served version
+    catalogue: int
+    rows: list[LatencyRow]
+    scoring: ScoringPaths | None
+    throughput: Throughput
+    echo_throughput: Throughput | None
+    verdicts: list[Verdict]
+
+
+def join_formatted(values: Iterable[float], spec: str) -> str:
+    return ", ".join(format(value, spec) for value in values)
+
+
+def templates() -> jinja2.Environment:
+    filters = {
+        "fmt": format,
+        "join_formatted": join_formatted,
+        "error_kinds_note": error_kinds_note,
+    }
+    return markdown_templates(TEMPLATES, filters, trim_blocks=True)
+
+
+def render_markdown(report: BenchReport) -> str:
+    return templates().get_template(REPORT_TEMPLATE).render(report=report)
+
+
+def latency_table(rows: Sequence[LatencyRow]) -> str:
+    """The closed-loop table alone, as the report has it."""
+    return str(templates().get_template(TABLES_TEMPLATE).module.latency_table(rows))  # type: ignore[attr-defined]
+
+
+def write_report(report: BenchReport, report_dir: Path) -> tuple[Path, Path]:
+    """latency.md and latency.png under `report_dir`, each via a temp file and a rename."""
+    markdown, image = report_dir / MARKDOWN_FILE, report_dir / IMAGE_FILE
+    plot_latency(report.rows, image)
+    write_text_atomically(markdown, render_markdown(report))
+    return markdown, image

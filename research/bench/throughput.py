@@ -1,0 +1,197 @@
+"""Open-loop throughput: a server under requests at fixed rates, stepped up until one breaks (an
+error, p99 past the tail limit, or answers falling behind the rate)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from prerank_contract.settings import ENV_PREFIX
+from research.bench.cpu import CpuMeter
+from research.bench.latency import HEADLINE_PERCENTILES
+from research.bench.request_sets import request_set
+from research.bench.targets import ECHO, FIT, max_candidates, service_env
+from research.http_client import OpenLoopRun, open_loop
+from research.service_process import ServiceProcess
+from research.settings import BenchSettings
+
+log = logging.getLogger("research.bench.throughput")
+
+
+@dataclass(frozen=True)
+class RateStep:
+    """One open-loop rate and whether the server held it."""
+
+    rate: float
+    sent: int
+    offered_rate: float
+    completed_rate: float
+    errors: int
+    error_kinds: dict[str, int]  # status code or exception name -> count
+    p50_ms: float
+    p99_ms: float
+    send_lag_p99_ms: float
+    generator_cpu_percent: float  # this process, of one core
+    server_cpu_percent: float  # every server process, of one core
+    other_cpu_percent: float  # every other process of the machine, of one core
+    held: bool
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """The open-loop step-up against one server."""
+
+    target: str
+    workers: int
+    processes: int  # server processes seen (a supervisor and its workers)
+    candidates: int
+    steps: list[RateStep] = field(default_factory=list)
+    not_measured: str | None = None  # why there are no steps
+
+    @property
+    def best(self) -> RateStep | None:
+        """The highest rate held before the first that did not (rates increase)."""
+        best = None
+        for step in self.steps:
+            if not step.held:
+                break
+            best = step
+        return best
+
+
+def rate_holds(
+    p50_ms: float,
+    p99_ms: float,
+    errors: int,
+    completed: float,
+    rate: float,
+    settings: BenchSettings,
+) -> bool:
+    """Zero errors, p99 within `bench_tail_ratio_limit` x p50, and answers keeping pace with the
+    rate (`bench_throughput_keep_up` of it)."""
+    return (
+        errors == 0
+        and p99_ms <= settings.bench_tail_ratio_limit * p50_ms
+        and completed >= settings.bench_throughput_keep_up * rate
+    )
+
+
+def error_kinds_note(kinds: Mapping[str, int]) -> str:
+    """ " (503: 2, TimeoutError: 1)", or nothing without errors."""
+    return f" ({', '.join(f'{kind}: {count}' for kind, count in kinds.items())})" if kinds else ""
+
+
+def rate_step(run: OpenLoopRun, meter: CpuMeter, settings: BenchSettings) -> RateStep:
+    """What one open-loop run at one rate measured, judged."""
+    cpu = meter.stop()
+    p50, p99 = (float(v) for v in np.percentile(run.latencies_ms, HEADLINE_PERCENTILES))
+    return RateStep(
+        rate=run.rate,
+        sent=run.sent,
+        offered_rate=run.offered_rate,
+        completed_rate=run.completed_rate,
+        errors=run.errors,
+        error_kinds=run.error_kinds,
+        p50_ms=p50,
+        p99_ms=p99,
+        send_lag_p99_ms=float(np.percentile(run.send_lag_ms, HEADLINE_PERCENTILES[-1])),
+        generator_cpu_percent=cpu.percent(cpu.client),
+        server_cpu_percent=cpu.percent(cpu.server),
+        other_cpu_percent=cpu.percent(cpu.other),
+        held=rate_holds(p50, p99, run.errors, run.completed_rate, run.rate, settings),
+    )
+
+
+def step_up(
+    service: ServiceProcess,
+    bodies: Sequence[bytes],
+    settings: BenchSettings,
+    label: str,
+    *,
+    stop_at_break: bool = True,
+) -> list[RateStep]:
+    """Open loop at each rate of `bench_throughput_rates` (increasing) until one breaks; with
+    `stop_at_break=False`, on past a tail that broke until errors come or answers fall behind
+    (the whole curve, for a reference server)."""
+    url = f"{service.url}/prerank"
+    rates = sorted(settings.bench_throughput_rates)
+
+    def run_at(rate: float, seconds: float) -> OpenLoopRun:
+        return open_loop(
+            url,
+            bodies,
+            rate,
+            seconds,
+            timeout=settings.bench_throughput_request_timeout_seconds,
+            connections=settings.bench_throughput_connections,
+        )
+
+    if settings.bench_throughput_warmup_seconds:
+        run_at(rates[0], settings.bench_throughput_warmup_seconds)
+    steps: list[RateStep] = []
+    for rate in tqdm(rates, desc=f"open loop {label}", disable=not settings.bench_progress):
+        meter = CpuMeter(service.processes())
+        step = rate_step(run_at(rate, settings.bench_throughput_seconds), meter, settings)
+        steps.append(step)
+        log.info("open loop %s: %s", label, step)
+        overloaded = step.errors > 0 or step.completed_rate < (
+            settings.bench_throughput_keep_up * rate
+        )
+        if overloaded or (stop_at_break and not step.held):
+            break
+    return steps
+
+
+def throughput_bodies(catalogue: np.ndarray, users: int, settings: BenchSettings) -> list[bytes]:
+    """The bodies every open loop cycles through, drawn with the benchmark's seed."""
+    rng = np.random.default_rng(settings.bench_seed)
+    return request_set(
+        catalogue,
+        settings.bench_throughput_candidates,
+        settings.bench_throughput_bodies,
+        settings.bench_history,
+        users,
+        rng,
+    ).bodies
+
+
+def measure_echo_throughput(
+    echo: ServiceProcess, catalogue: np.ndarray, users: int, settings: BenchSettings
+) -> Throughput:
+    """The echo floor's whole curve (one process): how far the load generator itself reaches on
+    this machine."""
+    bodies = throughput_bodies(catalogue, users, settings)
+    processes = len(echo.processes())
+    steps = step_up(echo, bodies, settings, ECHO, stop_at_break=False)
+    return Throughput(ECHO, 1, processes, settings.bench_throughput_candidates, steps)
+
+
+def measure_throughput(
+    fit_bundle: Path, catalogue: np.ndarray, users: int, settings: BenchSettings
+) -> Throughput:
+    """The FIT service with PRERANK_WORKERS=bench_throughput_workers under the open-loop
+    step-up; not measured (with the reason) when that service does not start."""
+    workers = settings.bench_throughput_workers
+    candidates = settings.bench_throughput_candidates
+    bodies = throughput_bodies(catalogue, users, settings)
+    env = service_env(settings) | {f"{ENV_PREFIX}WORKERS": str(workers)}
+    log_path = settings.bench_log_dir / f"{FIT}-{workers}-workers.log"
+    with ExitStack() as stack:
+        try:
+            service = stack.enter_context(
+                ServiceProcess.from_bundle_dir(
+                    fit_bundle, log_path, max_candidates(settings), env_overrides=env
+                )
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            reason = f"the service with PRERANK_WORKERS={workers} did not start: {exc}"
+            return Throughput(FIT, workers, 0, candidates, not_measured=reason)
+        processes = len(service.processes())
+        steps = step_up(service, bodies, settings, f"{FIT} x{workers}")
+    return Throughput(FIT, workers, processes, candidates, steps)

@@ -1,0 +1,27 @@
+"""The reproduction's markdown, rendered from the Jinja2 templates in templates/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from research.markdown import markdown_templates
+from research.reproduce.paper import display_name
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "MISS"
+
+
+def templates() -> jinja2.Environment:
+    filters = {"fmt": format, "verdict": verdict, "display": display_name}
+    return markdown_templates(TEMPLATES, filters, trim_blocks=True)
+
+
+def render(template: str, **context: Any) -> str:
+    """The text of templates/`template` with `context`."""
+    return templates().get_template(template).render(**context)

@@ -1,0 +1,47 @@
+"""The closed-loop measurement: every (target, candidate count) row has sane figures, and the
+request sets pad past the catalogue with unknown ids, never duplicates."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+
+from research.bench.latency import measure_latency
+from research.bench.request_sets import request_set
+from research.service_process import ServiceProcess
+from research.settings import BenchSettings
+
+
+def test_closed_loop_figures_are_sane(
+    servers: dict[str, ServiceProcess], catalogue: np.ndarray
+) -> None:
+    counts = (10, 50, catalogue.size + 100)  # the last one past the catalogue
+    settings = BenchSettings(
+        bench_candidates=counts,
+        bench_requests=8,
+        bench_warmup=2,
+        bench_rounds=2,
+        bench_history=5,
+        bench_progress=False,
+    )
+    rows = measure_latency(servers, catalogue, 100, settings)
+    assert [(r.target, r.candidates) for r in rows] == [(t, n) for t in servers for n in counts]
+    for row in rows:
+        assert row.requests == 16 and row.errors == 0 and row.deadline_fallbacks == 0
+        assert 0 < row.p50_ms <= row.p95_ms <= row.p99_ms
+        assert row.requests_per_second > 0
+        assert row.client_cpu_percent >= 0 and row.server_cpu_percent >= 0
+        assert row.other_cpu_percent >= 0
+        assert row.known == min(row.candidates, catalogue.size)
+
+
+def test_request_sets_pad_past_the_catalogue_with_unknown_ids(catalogue: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    requests = request_set(catalogue, catalogue.size + 20, 3, 4, 50, rng)
+    assert requests.known == catalogue.size
+    for body in requests.bodies:
+        parsed = orjson.loads(body)
+        ids = np.asarray(parsed["candidates"])
+        assert ids.size == np.unique(ids).size == catalogue.size + 20
+        assert np.isin(ids, catalogue).sum() == catalogue.size
+        assert len(parsed["history"]) == 4 and 1 <= parsed["user_id"] < 50

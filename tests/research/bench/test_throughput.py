@@ -1,0 +1,41 @@
+"""The open-loop step-up: the multi-worker service is started and stepped up in increasing
+rates, and a rate holds only without errors, within the tail limit and keeping pace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from research.bench.throughput import measure_throughput, rate_holds
+from research.settings import BenchSettings
+from tests.conftest import Bundle
+from tests.research.bench.builders import GOALS
+
+
+def test_throughput_steps_up_the_multi_worker_service(
+    fit_bundle: Bundle, catalogue: np.ndarray, tmp_path: Path
+) -> None:
+    settings = BenchSettings(
+        bench_throughput_rates=(40.0, 20.0),
+        bench_throughput_seconds=1.0,
+        bench_throughput_warmup_seconds=0.5,
+        bench_throughput_candidates=50,
+        bench_throughput_bodies=10,
+        bench_candidates=(50,),
+        bench_log_dir=tmp_path,
+        bench_progress=False,
+    )
+    throughput = measure_throughput(fit_bundle.path, catalogue, 100, settings)
+    assert throughput.not_measured is None
+    assert throughput.processes >= settings.bench_throughput_workers
+    assert [s.rate for s in throughput.steps][:1] == [20.0]  # increasing order
+    assert all(s.errors == 0 and s.sent > 0 and s.server_cpu_percent > 0 for s in throughput.steps)
+
+
+def test_rate_holds_only_when_answers_keep_pace() -> None:
+    assert GOALS.bench_tail_ratio_limit == 4.0 and GOALS.bench_throughput_keep_up == 0.95
+    assert rate_holds(2.0, 8.0, 0, 100.0, 100.0, GOALS)
+    assert not rate_holds(2.0, 8.1, 0, 100.0, 100.0, GOALS)  # tail
+    assert not rate_holds(2.0, 3.0, 1, 100.0, 100.0, GOALS)  # an error
+    assert not rate_holds(2.0, 3.0, 0, 90.0, 100.0, GOALS)  # falling behind
