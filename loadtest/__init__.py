@@ -1,2 +1,3 @@
-"""Load against a running service: the Locust user (`locustfile`), the soak run (`soak`) and the
-compose topology as local processes (`stack`)."""
+"""Load against a running service with Locust: the simulated caller (`locustfile`, `workload`),
+the load shape (`shape`), the headless run (`run`) and the compose topology as local processes
+(`stack`)."""

@@ -30,7 +30,7 @@ import yaml
 from loadtest.settings import REPO_ROOT, StackSettings
 from prerank_contract.redis_client import REDIS_ERRORS
 from prerank_contract.redis_store import active_version
-from prerank_contract.settings import ENV_PREFIX, load_settings
+from prerank_contract.settings import ENV_PREFIX, configure_logging, load_settings
 from research.service_process import ServiceProcess
 
 log = logging.getLogger("loadtest.stack")  # the same name when run as __main__
@@ -382,10 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         "--retrain", action="store_true", help="run the offline job even if a version is active"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness probe otherwise
+    configure_logging(logging.INFO)
     settings = load_settings(StackSettings)
     signal.signal(signal.SIGTERM, _interrupt)
     try:

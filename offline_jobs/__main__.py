@@ -26,7 +26,7 @@ from offline_jobs.release.versions import (
 from offline_jobs.settings import JobSettings
 from prerank_contract.bundle import BundleError
 from prerank_contract.redis_client import REDIS_ERRORS
-from prerank_contract.settings import load_settings
+from prerank_contract.settings import configure_logging, load_settings
 from prerank_contract.traffic import TrafficSplit
 
 
@@ -129,10 +129,7 @@ def print_versions(infos: list[VersionInfo], as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    configure_logging(logging.INFO)
     settings = load_settings(JobSettings)
     try:
         if args.command == "run":

@@ -80,11 +80,10 @@ def leave_distributed() -> None:
     no-op when none is joined.
 
     The barrier matters: a gloo process that destroys its group while a peer still holds the
-    connections can be aborted by the C++ runtime (seen here: rank 1 ended with SIGABRT,
-    "terminate called without an active exception", right after the last precompute exchange
-    while rank 0 was still writing the bundle). A rank that fails on its own, outside an
-    exchange, still meets the others here; if they wait in another collective instead, the
-    process group's timeout (or torchrun stopping them) ends the wait."""
+    connections can be aborted by the C++ runtime (SIGABRT, "terminate called without an active
+    exception"), and rank 0 holds them until it has written its bundles. A rank that fails on
+    its own, outside an exchange, still meets the others here; if they wait in another
+    collective instead, the process group's timeout (or torchrun stopping them) ends the wait."""
     if not dist.is_initialized():
         return
     if not _exchange_failed:

@@ -5,6 +5,7 @@ named."""
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import sys
 import types
@@ -164,3 +165,13 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
     except ValidationError as exc:
         print(f"error: invalid {ENV_PREFIX}* settings:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: int | str) -> None:
+    """The log format of every entry point (service, jobs, measurements), to stderr; httpx's
+    one line per request is kept out of it."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -31,7 +31,7 @@ from prerank_contract.manifest import (
     META_INDEX_FILE,
     Manifest,
 )
-from prerank_contract.settings import ENV_PREFIX, load_settings
+from prerank_contract.settings import ENV_PREFIX, configure_logging, load_settings
 from research.service_process import ServiceProcess
 
 log = logging.getLogger("research.memory")
@@ -173,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m research.memory", description=__doc__)
     parser.add_argument("--items", type=int, help="catalogue size (PRERANK_MEMORY_ITEMS)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(logging.INFO)
     overrides = {"memory_items": args.items} if args.items is not None else {}
     settings = load_settings(MemorySettings, **overrides)
     source = newest_fit_bundle(REPO_ROOT / "artifacts" / "bundles")

@@ -25,7 +25,7 @@ from loadtest.settings import REPO_ROOT, LoadSettings
 from prerank_contract.bundle import write_text_atomically
 from prerank_contract.http import DEADLINE_HEADER
 from prerank_contract.manifest import ITEM_IDS_FILE
-from prerank_contract.settings import load_settings
+from prerank_contract.settings import configure_logging, load_settings
 from research.bench.discovery import newest_bundle
 from research.bench.request_sets import request_set
 from research.http_client import closed_loop
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m research.profile", description=__doc__)
     parser.add_argument("--seconds", type=int, help="sampling duration (PRERANK_PROFILE_SECONDS)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     overrides = {"profile_seconds": args.seconds} if args.seconds is not None else {}
     print(profile(load_settings(ProfileSettings, **overrides)))
     return 0

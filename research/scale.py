@@ -48,7 +48,7 @@ from prerank_contract.http import DEADLINE_HEADER
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ModelMetrics
 from prerank_contract.redis_client import RedisClient
-from prerank_contract.settings import load_settings
+from prerank_contract.settings import configure_logging, load_settings
 from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
 from research.http_client import closed_loop
@@ -423,8 +423,7 @@ def report(settings: ScaleSettings, rows: list[ScaleRow]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m research.scale", description=__doc__)
     parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(logging.INFO)
     settings = load_settings(ScaleSettings)
     client = settings.connect_redis()
     with tempfile.TemporaryDirectory(prefix="scale-") as scratch_dir:

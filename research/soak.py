@@ -33,7 +33,7 @@ from offline_jobs.release.publish import publish_version
 from offline_jobs.settings import JobSettings
 from prerank_contract.bundle import write_text_atomically
 from prerank_contract.redis_client import RedisClient
-from prerank_contract.settings import ENV_PREFIX, load_settings
+from prerank_contract.settings import ENV_PREFIX, configure_logging, load_settings
 from research.service_process import ServiceProcess
 
 log = logging.getLogger("research.soak")
@@ -265,8 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, help="bundle to serve (PRERANK_LOAD_BUNDLE_DIR)")
     parser.add_argument("--report", type=Path, help="report path (PRERANK_SOAK_REPORT)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(logging.INFO)
     overrides = {
         name: value
         for name, value in (

@@ -35,12 +35,12 @@ from loadtest.settings import REPO_ROOT
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.stream.format import DEFAULT_CHUNK_ROWS, FeatureTables
 from offline_jobs.data.stream.store import SampleStore
-from offline_jobs.data.stream.writer import SampleStoreWriter
+from offline_jobs.data.stream.store_writer import SampleStoreWriter
 from offline_jobs.data.synthetic import SyntheticConfig, write_synthetic_store
 from offline_jobs.training.loop import TrainConfig, new_model, train_model
 from prerank_contract.bundle import write_text_atomically
 from prerank_contract.features import FeatureSchema
-from prerank_contract.settings import CommonSettings, load_settings
+from prerank_contract.settings import CommonSettings, configure_logging, load_settings
 from prerank_model.config import ModelConfig
 
 log = logging.getLogger("research.train_memory")
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child is not None:
         print(json.dumps(asdict(run_child(args.child, args.scratch, args.store))))
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     settings = load_settings(TrainMemorySettings)
     rows = []
     with tempfile.TemporaryDirectory(prefix="train-memory-") as scratch_dir:

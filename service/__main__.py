@@ -3,19 +3,16 @@ PRERANK_WORKERS > 1, several worker processes on one port (`service.workers`).""
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from prerank_contract.settings import load_settings
+from prerank_contract.settings import configure_logging, load_settings
 from service.settings import ServiceSettings
 from service.workers import Supervisor, serve_one
 
 
 def main() -> int:
     settings = load_settings(ServiceSettings)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level.upper())
     if settings.workers > 1:
         return Supervisor(settings).run()
     serve_one(settings)

@@ -58,15 +58,6 @@ class AmazonConfig(BaseModel):
     max_reviews: int | None = Field(default=None, ge=1, description="read only the first N lines")
 
 
-AMAZON_ELECTRONICS = AmazonConfig()
-AMAZON_BOOKS = AmazonConfig(
-    name="amazon-books",
-    data_dir=DEFAULT_DATA_ROOT / "amazon-books",
-    reviews_file="reviews_Books_5.json.gz",
-    meta_file="meta_Books.json.gz",
-)
-
-
 def amazon_schema(config: AmazonConfig, vocab_sizes: dict[str, int]) -> FeatureSchema:
     """user_id, then item_id, category, brand; `vocab_sizes` counts the padding index 0."""
     fields = [FieldSpec(name=n, source="user", vocab_size=vocab_sizes[n]) for n in USER_FIELDS]

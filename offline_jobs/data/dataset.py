@@ -213,10 +213,6 @@ class SampleRows:
         """The rows `rows` (positions in this block), in that order: a copy."""
         return SampleRows(**{name: array[rows] for name, array in self.columns().items()})
 
-    def slice(self, start: int, stop: int) -> SampleRows:
-        """Rows [start, stop): views, no copy."""
-        return SampleRows(**{name: array[start:stop] for name, array in self.columns().items()})
-
     @classmethod
     def of(cls, data: InteractionData, indices: np.ndarray) -> SampleRows:
         """Samples `indices` of in-memory data."""

@@ -30,7 +30,7 @@ from offline_jobs.data.dataset import InteractionData, SampleRows, left_pad, ran
 from offline_jobs.data.stream.format import FeatureTables
 from offline_jobs.data.stream.shuffle import shuffle_store
 from offline_jobs.data.stream.store import SampleStore
-from offline_jobs.data.stream.writer import SampleStoreWriter
+from offline_jobs.data.stream.store_writer import SampleStoreWriter
 from prerank_contract.features import FeatureSchema, FieldSpec
 
 # Users generated together: the streaming generator holds one block of samples at a time.
@@ -290,16 +290,6 @@ def generate_synthetic(config: SyntheticConfig, *, progress: bool = True) -> Int
         _latest_table(world, [latest for _, latest in blocks]),
         random_split(world.sample_count, rng, config.test_fraction, config.validation_fraction),
         {"config": config.model_dump()},
-    )
-
-
-def synthetic_tables(config: SyntheticConfig) -> FeatureTables:
-    """The feature tables of `generate_synthetic(config)` alone (the first draws of the seed, no
-    samples): what a process needs, besides the store, to train from `write_synthetic_store`'s
-    store (e.g. the ranks of a torchrun job that do not evaluate)."""
-    world = _draw_world(config, np.random.default_rng(config.seed))
-    return FeatureTables(
-        synthetic_schema(config), world.user_features, world.item_features, config.max_history
     )
 
 

@@ -27,10 +27,10 @@ import numpy as np
 
 from offline_jobs.settings import REPO_ROOT
 from prerank_contract.manifest import ITEM_IDS_FILE
-from prerank_contract.settings import load_settings
+from prerank_contract.settings import configure_logging, load_settings
 from research.bench.discovery import BenchError, checked_bundle, newest_bundle, user_id_vocabulary
-from research.bench.latency import measure_latency
-from research.bench.report import BenchReport, MachineFacts, latency_table, write_report
+from research.bench.latency_passes import measure_latency
+from research.bench.latency_report import BenchReport, MachineFacts, latency_table, write_report
 from research.bench.scoring_paths import time_scoring_paths
 from research.bench.targets import ECHO, FIT, TWO_TOWER, serving
 from research.bench.throughput import measure_echo_throughput, measure_throughput
@@ -146,8 +146,7 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = load_settings(BenchSettings, **overrides_of(args))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    configure_logging(logging.INFO)
     executable = os.path.relpath(sys.executable, REPO_ROOT)
     flags = sys.argv[1:] if argv is None else list(argv)
     command = " ".join([executable, "-m", MODULE, *flags])

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from prerank_contract.http import UserSource, encode_answer
 from prerank_contract.manifest import ITEM_IDS_FILE
-from prerank_contract.settings import load_settings
+from prerank_contract.settings import configure_logging, load_settings
 from prerank_contract.traffic import CONTROL
 from service.ranking import best_first, deduplicate, parse_request
 from service.routes import read_body
@@ -116,9 +116,7 @@ def create_echo_app(settings: ServiceSettings, catalogue: np.ndarray | None) -> 
 
 def main() -> int:
     settings = load_settings(ServiceSettings)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level.upper())
     app = create_echo_app(settings, load_catalogue(settings))
     uvicorn.Server(uvicorn_config(app, settings)).run()
     return 0

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from prerank_contract.settings import ENV_PREFIX
 from research.bench.cpu import CpuMeter
-from research.bench.latency import HEADLINE_PERCENTILES
+from research.bench.latency_passes import HEADLINE_PERCENTILES
 from research.bench.request_sets import request_set
 from research.bench.targets import ECHO, FIT, max_candidates, service_env
 from research.http_client import OpenLoopRun, open_loop

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from research.bench.latency import LatencyRow
+from research.bench.latency_passes import LatencyRow
 from research.bench.scoring_paths import ScoringPaths
 from research.bench.targets import ECHO, FIT, TWO_TOWER
 from research.bench.throughput import RateStep, Throughput, error_kinds_note

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from offline_jobs.settings import JobSettings
-from prerank_contract.settings import load_settings
+from prerank_contract.settings import configure_logging, load_settings
 from prerank_model.models import MODELS
-from research.reproduce.config import DATASETS, ReproduceConfig
+from research.reproduce.plan import DATASETS, ReproduceConfig
 from research.reproduce.runner import reproduce
 
 
@@ -65,10 +65,7 @@ def reproduce_config(args: argparse.Namespace) -> ReproduceConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    configure_logging(logging.INFO)
     settings = load_settings(JobSettings)
     try:
         reproduce(settings, reproduce_config(args), progress=not args.quiet)

@@ -20,7 +20,7 @@ from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ModelMetrics
 from prerank_contract.redis_client import RedisClient
 from research.http_client import PERCENTILES, REQUEST_TIMEOUT_SECONDS, closed_loop
-from research.reproduce.config import DatasetKey, RunSpec
+from research.reproduce.plan import DatasetKey, RunSpec
 from research.reproduce.runs import Reproduction
 from research.service_process import ServiceProcess
 

@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from offline_jobs.settings import JobSettings
 from prerank_model.models.fit import FIT
-from research.reproduce.config import DatasetKey, ReproduceConfig, RunSpec
 from research.reproduce.latency import measure_latency
 from research.reproduce.meta_matrix import meta_matrix_points
+from research.reproduce.plan import DatasetKey, ReproduceConfig, RunSpec
 from research.reproduce.report import write_report
 from research.reproduce.runs import Reproduction
 from research.reproduce.summary import report_figures

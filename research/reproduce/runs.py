@@ -30,7 +30,7 @@ from offline_jobs.training.loop import TrainConfig, new_model, train_model
 from prerank_contract.bundle import write_text_atomically
 from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
-from research.reproduce.config import DatasetKey, ReproduceConfig, RunSpec
+from research.reproduce.plan import DatasetKey, ReproduceConfig, RunSpec
 
 log = logging.getLogger(__name__)
 

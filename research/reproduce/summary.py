@@ -13,8 +13,8 @@ import numpy as np
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.training.loop import TrainConfig
 from prerank_model.config import ModelConfig
-from research.reproduce.config import ReproduceConfig
 from research.reproduce.paper import BASELINE, FULL_ML1M_USERS, PAPER, display_name
+from research.reproduce.plan import ReproduceConfig
 from research.reproduce.text import render
 
 SUMMARISED = ("test_auc", "test_logloss", "seconds_per_epoch", "bytes_per_item")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,11 @@ def verdict(passed: bool) -> str:
 
 
 def templates() -> jinja2.Environment:
-    filters = {"fmt": format, "verdict": verdict, "display": display_name}
+    filters: dict[str, Callable[..., Any]] = {
+        "fmt": format,
+        "verdict": verdict,
+        "display": display_name,
+    }
     return markdown_templates(TEMPLATES, filters, trim_blocks=True)
 
 

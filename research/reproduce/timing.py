@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from offline_jobs.data.dataset import Batch, InteractionData, make_batch
 from offline_jobs.training.loop import new_model, new_optimizer, train_step
-from research.reproduce.config import DatasetKey
+from research.reproduce.plan import DatasetKey
 from research.reproduce.runs import Reproduction
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from offline_jobs.data.stream.store import SampleStore
-from offline_jobs.data.stream.writer import SampleStoreWriter
+from offline_jobs.data.stream.store_writer import SampleStoreWriter
 
 # Independent random streams of `shuffle_store` (SeedSequence entropy: (seed, stream, index)).
 _BUCKET_STREAM, _WITHIN_BUCKET_STREAM = 0, 1

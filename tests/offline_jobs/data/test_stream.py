@@ -18,10 +18,9 @@ from offline_jobs.data.dataset import InteractionData, SampleRows, make_batch
 from offline_jobs.data.stream.format import FeatureTables, StoreError
 from offline_jobs.data.stream.samples import StoreSamples
 from offline_jobs.data.stream.store import SampleStore
-from offline_jobs.data.stream.writer import SampleStoreWriter
+from offline_jobs.data.stream.store_writer import SampleStoreWriter
 from offline_jobs.data.synthetic import (
     generate_synthetic,
-    synthetic_tables,
     write_synthetic_store,
 )
 from offline_jobs.training.evaluate import evaluate
@@ -132,7 +131,7 @@ def test_the_streamed_generator_writes_the_in_memory_train_split(tmp_path: Path)
         return {name: column.sha256 for name, column in store.manifest.columns.items()}
 
     assert checksums(ordered) == checksums(reference)  # byte for byte
-    SampleStore.open(shuffled.path, synthetic_tables(TINY_WORLD))  # tables without samples
+    SampleStore.open(shuffled.path, FeatureTables.of(held_out))  # tables without train samples
     # The held-out samples and every table are generate_synthetic's.
     assert held_out.splits["train"].size == 0
     for split in ("validation", "test"):
@@ -223,7 +222,7 @@ def tiled_store(data: InteractionData, path: Path, chunks: int) -> SampleStore:
         path, FeatureTables.of(data), dataset=data.name, chunk_rows=MEMORY_CHUNK_ROWS
     ) as writer:
         for start in range(0, rows, len(train)):
-            writer.append(train.slice(0, min(len(train), rows - start)))
+            writer.append(train.take(np.arange(min(len(train), rows - start))))
         return writer.commit()
 
 
@@ -352,6 +351,6 @@ def test_the_writer_refuses_bad_rows_and_leaves_nothing_behind(
             tmp_path / "holes", tables, dataset="synthetic", chunk_rows=CHUNK_ROWS, rows=10
         ) as writer,
     ):
-        writer.write_at(0, rows.slice(0, 5))
+        writer.write_at(0, rows.take(np.arange(5)))
         writer.commit()
     assert list(tmp_path.iterdir()) == []  # no store and no temp directory

@@ -13,9 +13,9 @@ from offline_jobs.training.objective import auxiliary_loss
 from prerank_model.models.base import PrerankModel
 from prerank_model.models.dat import DAT
 from prerank_model.models.int_tower import IntTower
+from tests.prerank_model.models.model_checks import layered_int_tower
 
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-LAYERS = (16, 8)  # two hidden layers, so that CIR must pick the deepest layer's user heads
 
 
 @pytest.fixture
@@ -27,10 +27,7 @@ def dat(tiny_data: InteractionData, job_settings: JobSettings) -> DAT:
 
 @pytest.fixture
 def int_tower(tiny_data: InteractionData, job_settings: JobSettings) -> IntTower:
-    config = job_settings.model.model_copy(update={"tower_hidden": LAYERS})
-    model = new_model("inttower", tiny_data.schema, config, seed=3)
-    assert isinstance(model, IntTower)
-    return model.eval()
+    return layered_int_tower(tiny_data, job_settings)
 
 
 @pytest.fixture

@@ -10,33 +10,29 @@ import torch
 
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.settings import JobSettings
-from offline_jobs.training.loop import new_model
 from prerank_model.models.int_tower import IntTower
 from tests.prerank_model.models.model_checks import (
+    INT_TOWER_LAYERS,
     Tensors,
     check_export_parity,
     check_forward_is_the_composition,
     check_serving_equals_the_pairs,
     check_shapes,
     check_training_reduces_the_loss,
+    layered_int_tower,
 )
-
-LAYERS = (16, 8)  # two hidden layers, so that the layer-wise heads are exercised
 
 
 @pytest.fixture
 def int_tower(tiny_data: InteractionData, job_settings: JobSettings) -> IntTower:
-    config = job_settings.model.model_copy(update={"tower_hidden": LAYERS})
-    model = new_model("inttower", tiny_data.schema, config, seed=3)
-    assert isinstance(model, IntTower)
-    return model.eval()
+    return layered_int_tower(tiny_data, job_settings)
 
 
 def test_every_hidden_layer_emits_user_heads(
     int_tower: IntTower, pairs: Tensors, job_settings: JobSettings
 ) -> None:
     config = job_settings.model
-    user_heads = len(LAYERS) * config.user_heads
+    user_heads = len(INT_TOWER_LAYERS) * config.user_heads
     check_shapes(
         int_tower, pairs, (1, user_heads, config.head_dim), (config.item_heads, config.head_dim)
     )

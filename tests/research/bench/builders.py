@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from research.bench.latency import LatencyRow
+from research.bench.latency_passes import LatencyRow
 from research.bench.scoring_paths import ScoringPaths
 from research.bench.throughput import RateStep, rate_holds
 from research.settings import BenchSettings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from research.bench.report import BenchReport, MachineFacts, write_report
+from research.bench.latency_report import BenchReport, MachineFacts, write_report
 from research.bench.targets import ECHO, FIT, TWO_TOWER
 from research.bench.throughput import Throughput
 from research.bench.verdicts import verdicts_of

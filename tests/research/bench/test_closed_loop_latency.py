@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from research.bench.latency import measure_latency
+from research.bench.latency_passes import measure_latency
 from research.bench.request_sets import request_set
 from research.service_process import ServiceProcess
 from research.settings import BenchSettings

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import numpy as np
@@ -15,8 +16,8 @@ import psutil
 import torch
 
 from prerank_contract.bundle import write_text_atomically
-from research.bench.latency import LatencyRow
-from research.bench.plots import plot_latency
+from research.bench.latency_passes import LatencyRow
+from research.bench.latency_plot import plot_latency
 from research.bench.scoring_paths import ScoringPaths
 from research.bench.throughput import Throughput, error_kinds_note
 from research.bench.verdicts import Verdict
@@ -94,7 +95,7 @@ def join_formatted(values: Iterable[float], spec: str) -> str:
 
 
 def templates() -> jinja2.Environment:
-    filters = {
+    filters: dict[str, Callable[..., Any]] = {
         "fmt": format,
         "join_formatted": join_formatted,
         "error_kinds_note": error_kinds_note,

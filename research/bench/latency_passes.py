@@ -17,7 +17,7 @@ from research.http_client import PERCENTILES, closed_loop
 from research.service_process import ServiceProcess
 from research.settings import BenchSettings
 
-log = logging.getLogger("research.bench.latency")
+log = logging.getLogger("research.bench.latency_passes")
 
 HEADLINE_PERCENTILES = (50, 99)
 

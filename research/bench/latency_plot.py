@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from research.bench.latency import HEADLINE_PERCENTILES, LatencyRow
+from research.bench.latency_passes import HEADLINE_PERCENTILES, LatencyRow
 
 PLOT_SIZE_INCHES = (10.0, 4.0)
 PLOT_DPI = 120
