@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 from pydantic import Field
 
-from loadtest.settings import REPO_ROOT, LoadSettings
+from loadtest.settings import LoadSettings
 from offline_jobs.bundling.writer import write_bundle
 from prerank_contract.bundle import verify_bundle_dir, write_text_atomically
 from prerank_contract.http import WORKER_HEADER
@@ -33,6 +33,7 @@ from prerank_contract.manifest import (
 )
 from prerank_contract.settings import ENV_PREFIX, configure_logging, load_settings
 from research.service_process import ServiceProcess
+from research.settings import REPO_ROOT
 
 log = logging.getLogger("research.memory")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from loadtest.settings import REPO_ROOT, LoadSettings
+from loadtest.settings import LoadSettings
 from prerank_contract.bundle import write_text_atomically
 from prerank_contract.http import DEADLINE_HEADER
 from prerank_contract.manifest import ITEM_IDS_FILE
@@ -30,6 +30,7 @@ from research.bench.discovery import newest_bundle
 from research.bench.request_sets import request_set
 from research.http_client import closed_loop
 from research.service_process import ServiceProcess
+from research.settings import REPO_ROOT
 
 log = logging.getLogger("research.profile")
 

@@ -33,7 +33,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import Field
 
-from loadtest.settings import REPO_ROOT, LoadSettings
+from loadtest.settings import LoadSettings
 from offline_jobs.bundling.assemble import build_bundle
 from offline_jobs.bundling.fingerprint import config_fingerprint
 from offline_jobs.bundling.precompute import precompute_items
@@ -53,6 +53,7 @@ from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
 from research.http_client import closed_loop
 from research.service_process import ServiceProcess
+from research.settings import REPO_ROOT
 
 log = logging.getLogger("research.scale")
 

@@ -19,9 +19,9 @@ from types import TracebackType
 import httpx
 import psutil
 
-from offline_jobs.settings import REPO_ROOT
 from prerank_contract.keys import RedisKeys
 from prerank_contract.settings import ENV_PREFIX, CommonSettings
+from research.settings import REPO_ROOT
 
 log = logging.getLogger("research.service_process")
 

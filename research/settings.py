@@ -6,8 +6,9 @@ from pathlib import Path
 
 from pydantic import Field
 
-from offline_jobs.settings import REPO_ROOT
 from prerank_contract.settings import CommonSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class BenchSettings(CommonSettings):

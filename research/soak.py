@@ -27,7 +27,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import Field
 
-from loadtest.settings import REPO_ROOT, LoadSettings
+from loadtest.settings import LoadSettings
 from offline_jobs.bundling.writer import relabel_bundle
 from offline_jobs.release.publish import publish_version
 from offline_jobs.settings import JobSettings
@@ -35,6 +35,7 @@ from prerank_contract.bundle import write_text_atomically
 from prerank_contract.redis_client import RedisClient
 from prerank_contract.settings import ENV_PREFIX, configure_logging, load_settings
 from research.service_process import ServiceProcess
+from research.settings import REPO_ROOT
 
 log = logging.getLogger("research.soak")
 

@@ -31,7 +31,6 @@ import psutil
 import torch
 from pydantic import Field
 
-from loadtest.settings import REPO_ROOT
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.stream.format import DEFAULT_CHUNK_ROWS, FeatureTables
 from offline_jobs.data.stream.store import SampleStore
@@ -42,6 +41,7 @@ from prerank_contract.bundle import write_text_atomically
 from prerank_contract.features import FeatureSchema
 from prerank_contract.settings import CommonSettings, configure_logging, load_settings
 from prerank_model.config import ModelConfig
+from research.settings import REPO_ROOT
 
 log = logging.getLogger("research.train_memory")
 

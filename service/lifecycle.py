@@ -2,7 +2,7 @@
 with real requests, then swap it in with one reference assignment.
 
 A version that fails any step (checksum, manifest, gate, warm-up) is refused: logged with the
-reason, counted in `prerank_model_loads{result="refused"}`, not retried before
+reason, counted in `prerank_model_loads_total{result="refused"}`, not retried before
 `refused_retry_seconds`, and the serving versions keep answering. A Redis error is not a refusal:
 the pointer is read again at the next poll.
 """

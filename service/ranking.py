@@ -1,5 +1,6 @@
-"""The request path: parse -> arm -> user features -> user tower -> gather -> scorer -> top-k ->
-JSON. One request reads one `Serving` and is scored by the one snapshot of its user's arm."""
+"""The request path: parse (and the user's arm) -> gather -> user features -> user tower ->
+scorer -> top-k -> JSON. One request reads one `Serving` and is scored by the one snapshot of
+its user's arm."""
 
 from __future__ import annotations
 

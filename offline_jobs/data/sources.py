@@ -42,7 +42,7 @@ def load_training_data(
     if settings.dataset != "synthetic":
         raise ValueError(
             f"PRERANK_TRAIN_STORE: the {settings.dataset} loader reads its files whole; only the "
-            "synthetic generator writes its samples to a store (offline_jobs/data/stream.py)"
+            "synthetic generator writes its samples to a store (offline_jobs/data/stream/)"
         )
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(

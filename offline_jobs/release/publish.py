@@ -2,10 +2,10 @@
 
 Order: verify the bundle on disk -> gate it (parity, AUC floor, AUC against the active version;
 `prerank_contract.gate`) -> write every chunk, the chunk counts and the manifest (carrying the
-gate's decision) -> read everything back and check sha256 -> SET active (the one atomic step) ->
-record the version -> drop versions beyond the retention. A failure before the SET leaves the
-previous version active and intact, and removes the keys the failed version wrote. A refused
-version writes nothing; an operator's override is recorded in the published manifest.
+gate's decision) -> read everything back and check sha256 -> record the version in the list ->
+SET active (the one atomic step) -> drop versions beyond the retention. A failure before the SET
+leaves the previous version active and intact, and removes the keys the failed version wrote. A
+refused version writes nothing; an operator's override is recorded in the published manifest.
 
 User features are published separately (`publish_user_features`), keyed by the feature schema's
 fingerprint: refreshing them never changes what a model of another schema reads.

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from offline_jobs.settings import REPO_ROOT
 from prerank_contract.manifest import ITEM_IDS_FILE
 from prerank_contract.settings import configure_logging, load_settings
 from research.bench.discovery import BenchError, checked_bundle, newest_bundle, user_id_vocabulary
@@ -35,7 +34,7 @@ from research.bench.scoring_paths import time_scoring_paths
 from research.bench.targets import ECHO, FIT, TWO_TOWER, serving
 from research.bench.throughput import measure_echo_throughput, measure_throughput
 from research.bench.verdicts import verdicts_of
-from research.settings import BenchSettings
+from research.settings import REPO_ROOT, BenchSettings
 
 log = logging.getLogger("research.bench")
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from offline_jobs.settings import REPO_ROOT
+from research.settings import REPO_ROOT
 
 DatasetKey = Literal["ml-1m", "ml-100k"]
 DATASETS: tuple[DatasetKey, ...] = ("ml-1m", "ml-100k")
