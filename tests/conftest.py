@@ -35,6 +35,7 @@ from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ITEM_HEADS_FILE, MANIFEST_FILE, Manifest, ModelMetrics
 from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
+from prerank_model.models.int_tower import IntTower
 from research.service_process import ServiceProcess, free_port, is_alive
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -435,3 +436,15 @@ def redis_server(tmp_path: Path) -> Iterator[redis.Redis]:
     yield client
     client.close()
     server.stop()
+
+
+# Two hidden layers: the layer-wise heads are exercised, and CIR must pick the deepest layer's.
+INT_TOWER_LAYERS = (16, 8)
+
+
+def layered_int_tower(data: InteractionData, settings: JobSettings) -> IntTower:
+    """An IntTower of two hidden layers (seed 3), in eval mode."""
+    config = settings.model.model_copy(update={"tower_hidden": INT_TOWER_LAYERS})
+    model = new_model("inttower", data.schema, config, seed=3)
+    assert isinstance(model, IntTower)
+    return model.eval()

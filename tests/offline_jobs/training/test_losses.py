@@ -13,7 +13,7 @@ from offline_jobs.training.objective import auxiliary_loss
 from prerank_model.models.base import PrerankModel
 from prerank_model.models.dat import DAT
 from prerank_model.models.int_tower import IntTower
-from tests.prerank_model.models.model_checks import layered_int_tower
+from tests.conftest import layered_int_tower
 
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 

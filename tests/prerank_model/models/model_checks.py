@@ -10,11 +10,9 @@ import torch
 
 from model_export.onnx_export import ParitySample, check_parity, export_graphs
 from offline_jobs.data.dataset import InteractionData, make_batch
-from offline_jobs.settings import JobSettings
-from offline_jobs.training.loop import batch_loss, batch_tensors, new_model
+from offline_jobs.training.loop import batch_loss, batch_tensors
 from offline_jobs.training.objective import TrainingObjective
 from prerank_model.models.base import PrerankModel
-from prerank_model.models.int_tower import IntTower
 
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 TOLERANCE = 1e-5
@@ -108,15 +106,3 @@ def check_export_parity(model: PrerankModel, data: InteractionData, out_dir: Pat
     export_graphs(model, sample, out_dir)
     parity = check_parity(model, sample, out_dir, TOLERANCE)
     assert all(diff <= TOLERANCE for diff in parity.values()), parity
-
-
-# Two hidden layers: the layer-wise heads are exercised, and CIR must pick the deepest layer's.
-INT_TOWER_LAYERS = (16, 8)
-
-
-def layered_int_tower(data: InteractionData, settings: JobSettings) -> IntTower:
-    """An IntTower of two hidden layers (seed 3), in eval mode."""
-    config = settings.model.model_copy(update={"tower_hidden": INT_TOWER_LAYERS})
-    model = new_model("inttower", data.schema, config, seed=3)
-    assert isinstance(model, IntTower)
-    return model.eval()

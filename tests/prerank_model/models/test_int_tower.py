@@ -11,15 +11,14 @@ import torch
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.settings import JobSettings
 from prerank_model.models.int_tower import IntTower
+from tests.conftest import INT_TOWER_LAYERS, layered_int_tower
 from tests.prerank_model.models.model_checks import (
-    INT_TOWER_LAYERS,
     Tensors,
     check_export_parity,
     check_forward_is_the_composition,
     check_serving_equals_the_pairs,
     check_shapes,
     check_training_reduces_the_loss,
-    layered_int_tower,
 )
 
 
