@@ -148,7 +148,9 @@ def redis_answers(settings: StackSettings) -> bool:
 
 
 def start_redis(settings: StackSettings, log_dir: Path) -> Child:
-    """A redis-server where PRERANK_REDIS_URL points (loopback only), without persistence."""
+    """A redis-server where PRERANK_REDIS_URL points (loopback only), persisted as
+    docker-compose.yml's is: an append-only file fsynced once a second, in the stack's state
+    directory, so the next stack (or this Redis restarted) finds what was published."""
     url = urlsplit(settings.redis_url)
     host, port = url.hostname or LOCAL_REDIS_HOSTS[0], url.port or DEFAULT_REDIS_PORT
     if host not in LOCAL_REDIS_HOSTS:
@@ -160,7 +162,8 @@ def start_redis(settings: StackSettings, log_dir: Path) -> Child:
     data_dir = log_dir.parent / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     command = ["redis-server", "--port", str(port), "--bind", host]
-    command += ["--save", "", "--appendonly", "no", "--dir", str(data_dir)]
+    command += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+    command += ["--dir", str(data_dir)]
     return spawn("redis", command, os.environ, log_dir)
 
 

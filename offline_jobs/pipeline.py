@@ -198,8 +198,14 @@ def run_job(
             f"parity {manifest.parity}"
         )
     if publish and (client := redis_client(settings)) is not None:
+        served_version = bundles[settings.serve_model][1].version
         publish_user_features(
-            client, settings.keys, data, settings.feature_store_batch_size, progress=progress
+            client,
+            settings.keys,
+            data,
+            settings.feature_store_batch_size,
+            version=served_version,
+            progress=progress,
         )
         publish_version(settings, client, served_path, progress=progress)
     return bundles

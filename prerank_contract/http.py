@@ -16,7 +16,7 @@ WORKER_HEADER = "x-prerank-worker"  # which worker process answered (PRERANK_WOR
 DEADLINE_HEADER = "x-prerank-deadline-ms"  # the caller's deadline, milliseconds after arrival
 
 UserSource = Literal["request", "feature_store", "cold_start"]
-DegradedReason = Literal["feature_store", "deadline"]
+DegradedReason = Literal["feature_store", "feature_store_lost", "deadline"]
 
 
 def encode_answer(

@@ -44,17 +44,6 @@ def published_versions(client: Any, keys: RedisKeys, start: int = 0) -> list[str
     return [_decode(v) or "" for v in client.lrange(keys.versions, start, -1)]
 
 
-def read_pointers(client: Any, keys: RedisKeys) -> tuple[str | None, TrafficSplit | None]:
-    """(active version, A/B split) in one round trip: what the service follows.
-
-    Raises ValueError when the stored split is invalid."""
-    pipe = client.pipeline(transaction=False)
-    pipe.get(keys.active)
-    pipe.get(keys.split)
-    active, split = pipe.execute()
-    return _decode(active), parse_split(split, keys.split)
-
-
 def read_manifest_of(client: Any, keys: RedisKeys, version: str) -> Manifest | None:
     """A published version's manifest (no file reads), or None when it has none."""
     raw = client.get(keys.manifest(version))

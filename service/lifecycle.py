@@ -5,6 +5,10 @@ A version that fails any step (checksum, manifest, gate, warm-up) is refused: lo
 reason, counted in `prerank_model_loads_total{result="refused"}`, not retried before
 `refused_retry_seconds`, and the serving versions keep answering. A Redis error is not a refusal:
 the pointer is read again at the next poll.
+
+Each poll also checks, in the same round trip, that the presence markers of what serves are still
+in Redis (`PresenceWatch`): Redis that lost its data is noticed at once, not inferred from worse
+answers.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +29,9 @@ import orjson
 
 from prerank_contract.bundle import BundleError
 from prerank_contract.gate import gate_overridden, gate_problems
+from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_client import REDIS_ERRORS
-from prerank_contract.redis_store import active_version, read_pointers, read_version
+from prerank_contract.redis_store import parse_split, read_version
 from prerank_contract.traffic import CONTROL, TREATMENT, Arm, TrafficSplit
 from service.bundle_cache import BundleCache
 from service.feature_store import FeatureStore
@@ -34,7 +39,7 @@ from service.metrics import ArmDescription, Metrics
 from service.ranking import rank
 from service.settings import ServiceSettings
 from service.snapshot import Snapshot
-from service.state import Refusal, ServiceState, Serving
+from service.state import Lost, RedisLoss, Refusal, ServiceState, Serving
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +119,66 @@ def release_memory() -> None:
         libc.malloc_trim(0)
 
 
+class PresenceWatch:
+    """Which presence markers of what serves (`prerank_contract.markers`), and the active
+    pointer, this process has seen in Redis, and which of them vanished since.
+
+    The rule: a key counts as lost only once this process has seen it and then finds it gone.
+    So a deployment that never published a marked feature store (a fresh Redis, a store written
+    before markers existed; PRERANK_USE_REDIS=false has no follower at all) is never flagged, and
+    neither is a service started on an already empty Redis (the cold-start alert is the net
+    there). Answers are flagged `feature_store_lost` only for the store of a serving model's
+    schema; a vanished version marker or pointer is named in /readyz, since answers computed from
+    memory do not change with them. A key that comes back (publish again) clears at the next
+    poll; a key of what no longer serves is forgotten.
+    """
+
+    def __init__(self, keys: RedisKeys) -> None:
+        self.keys = keys
+        self._seen: set[str] = set()  # keys found present at least once
+        self._gone: dict[str, float] = {}  # seen keys now absent -> Unix time first found absent
+
+    def watched(self, serving: Serving | None) -> list[str]:
+        """The marker keys to read beside the pointers: each serving version's, and the store of
+        each serving schema."""
+        if serving is None:
+            return []
+        found = set()
+        for snapshot in serving.arms.values():
+            found.add(self.keys.version_marker(snapshot.version))
+            found.add(self.keys.store_marker(snapshot.manifest.feature_schema.fingerprint))
+        return sorted(found)
+
+    def update(
+        self, serving: Serving | None, active: str | None, present: Mapping[str, bool]
+    ) -> RedisLoss:
+        """Record one poll's findings (`present`: watched key -> found) and return what is lost."""
+        now = time.time()
+        found = {**present, self.keys.active: active is not None}
+        for key, here in found.items():
+            if here:
+                self._seen.add(key)
+                self._gone.pop(key, None)
+            elif key in self._seen:
+                self._gone.setdefault(key, now)
+        for key in set(self._gone) - set(found):
+            del self._gone[key]
+        if serving is None:
+            return RedisLoss()
+        stores, versions = {}, {}
+        for snapshot in serving.arms.values():
+            schema = snapshot.manifest.feature_schema.fingerprint
+            if (store := self._lost(self.keys.store_marker(schema))) is not None:
+                stores[schema] = store
+            if (version := self._lost(self.keys.version_marker(snapshot.version))) is not None:
+                versions[snapshot.version] = version
+        return RedisLoss(stores, versions, self._lost(self.keys.active))
+
+    def _lost(self, key: str) -> Lost | None:
+        since = self._gone.get(key)
+        return None if since is None else Lost(key, since)
+
+
 class ModelFollower:
     """Keeps `state.serving` equal to what Redis's `active` and `split` keys name."""
 
@@ -123,6 +188,7 @@ class ModelFollower:
         self.cache = cache  # where the active version is also kept on disk
         self.settings = state.settings
         self._seen: tuple[str, TrafficSplit | None] | None = None
+        self.presence = PresenceWatch(self.settings.keys)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -150,13 +216,18 @@ class ModelFollower:
                 log.exception("model follower: unexpected error")
 
     def read_pointers(self) -> tuple[str | None, TrafficSplit | None] | None:
-        """Redis's (active, split); None when Redis cannot be read."""
+        """Redis's (active, split), read in one pipelined round trip with the presence markers
+        of what serves (which update `state.loss`); None when Redis cannot be read."""
+        keys = self.settings.keys
+        serving = self.state.serving
+        watched = self.presence.watched(serving)
         try:
-            try:
-                pointers = read_pointers(self.client, self.settings.keys)
-            except ValueError as exc:
-                log.warning("ignoring the A/B split: %s", exc)
-                pointers = active_version(self.client, self.settings.keys), None
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(keys.active)
+            pipe.get(keys.split)
+            for key in watched:
+                pipe.exists(key)
+            raw_active, raw_split, *found = pipe.execute()
         except REDIS_ERRORS as exc:
             if self.redis_error is None:
                 log.warning("cannot read the active pointer (%s); serving what is loaded", exc)
@@ -166,7 +237,30 @@ class ModelFollower:
             log.info("Redis answers again")
         self.state.pointer_error = None
         self.state.metrics.pointer_checked.set_to_current_time()
-        return pointers
+        active = raw_active.decode() if isinstance(raw_active, bytes) else raw_active
+        try:
+            split = parse_split(raw_split, keys.split)
+        except ValueError as exc:
+            log.warning("ignoring the A/B split: %s", exc)
+            split = None
+        self._note_loss(serving, active, dict(zip(watched, map(bool, found), strict=True)))
+        return active, split
+
+    def _note_loss(
+        self, serving: Serving | None, active: str | None, present: Mapping[str, bool]
+    ) -> None:
+        """Publish this poll's `RedisLoss` to the routes and the metrics; log what changed."""
+        before = self.state.loss.describe()
+        loss = self.presence.update(serving, active, present)
+        self.state.loss = loss  # one reference assignment, read by every request
+        self.state.metrics.feature_store_lost.set(1 if loss.stores else 0)
+        self.state.metrics.active_pointer_missing.set(0 if loss.pointer is None else 1)
+        after = loss.describe()
+        for part, detail in after.items():
+            if part not in before:
+                log.error("Redis lost data: %s", detail)
+        for part in set(before) - set(after):
+            log.info("Redis holds what was lost again: %s cleared", part)
 
     def poll_once(self) -> bool:
         """Read the pointers and apply them when they changed; True when `serving` changed."""

@@ -135,7 +135,8 @@ class Metrics:
             Counter,
             "prerank_degraded_answers",
             "/prerank answers flagged degraded: feature_store (Redis unreadable, request or "
-            "cold-start features used) or deadline (past it, the cheap fallback order)",
+            "cold-start features used), feature_store_lost (the store's presence marker vanished "
+            "from Redis) or deadline (past it, the cheap fallback order)",
             ["reason", "arm"],
         )
         self.feature_store_up = self._make(
@@ -143,6 +144,19 @@ class Metrics:
             "prerank_feature_store_up",
             "1 while the feature store answers, 0 while it is skipped after a failure (backoff)",
             multiprocess_mode="livemin",
+        )
+        self.feature_store_lost = self._make(
+            Gauge,
+            "prerank_feature_store_lost",
+            "1 while the feature store of a serving model is gone from Redis (its presence marker, "
+            "seen before, vanished): every answer is flagged feature_store_lost",
+            multiprocess_mode="livemax",
+        )
+        self.active_pointer_missing = self._make(
+            Gauge,
+            "prerank_active_pointer_missing",
+            "1 while Redis's active pointer, seen before, is gone (serving from memory)",
+            multiprocess_mode="livemax",
         )
         self.snapshot_created = self._make(
             Gauge,

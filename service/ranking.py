@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -116,12 +116,16 @@ def user_features_row(
 
 
 def resolve_user(
-    request: PrerankRequest, store: FeatureStore, schema_fingerprint: str
+    request: PrerankRequest,
+    store: FeatureStore,
+    schema_fingerprint: str,
+    deadline: float = math.inf,
 ) -> tuple[UserRecord | None, UserSource, bool]:
-    """(stored record or None, where the features come from, degraded)."""
+    """(stored record or None, where the features come from, degraded). The read waits until
+    `deadline` at most: one cut short by it is a feature-store failure, a degraded answer."""
     degraded = False
     try:
-        record = store.get(schema_fingerprint, request.user_id)
+        record = store.get(schema_fingerprint, request.user_id, deadline)
     except FeatureStoreUnavailableError:
         record, degraded = None, True
     given = request.user_features is not None or request.history is not None
@@ -152,10 +156,13 @@ def rank(
     max_candidates: int,
     max_history: int,
     deadline: float = math.inf,
+    lost_stores: Container[str] = frozenset(),
 ) -> Answer:
     """Answer one /prerank body. `deadline` (time.perf_counter seconds) is checked before the
-    feature read, the user tower and the scorer: once past it, the known candidates are put in the
-    snapshot's precomputed fallback order and the answer is flagged degraded."""
+    feature read, the user tower and the scorer, and bounds the feature read's wait: once past it,
+    the known candidates are put in the snapshot's precomputed fallback order and the answer is
+    flagged degraded. `lost_stores`: the schema fingerprints whose feature store Redis lost
+    (`ServiceState.loss`); an answer of a model of one is flagged degraded, `feature_store_lost`."""
     timer = StageTimer(metrics)
     started = time.perf_counter()
     request = parse_request(body, max_candidates, max_history)
@@ -166,6 +173,8 @@ def rank(
     timer.observe("parse", time.perf_counter() - started)
     metrics.candidates.labels(arm=arm).observe(candidates.size)
     reasons: list[DegradedReason] = []
+    if snapshot.manifest.feature_schema.fingerprint in lost_stores:
+        reasons.append("feature_store_lost")  # every record is gone: users read as cold starts
     with timer.stage("gather"):
         rows, known = snapshot.lookup(candidate_ids)
         item_heads, meta_index = snapshot.gather(rows[known])
@@ -176,7 +185,9 @@ def rank(
     logits = np.zeros(0, dtype=np.float32)
     if time.perf_counter() < deadline:  # a request queued past its deadline reads nothing more
         with timer.stage("features"):
-            user_row, history, source, store_failed = user_inputs(request, snapshot, store)
+            user_row, history, source, store_failed = user_inputs(
+                request, snapshot, store, deadline
+            )
         if store_failed:
             reasons.append("feature_store")
         if known_ids.size and time.perf_counter() < deadline:
@@ -211,12 +222,12 @@ def rank(
 
 
 def user_inputs(
-    request: PrerankRequest, snapshot: Snapshot, store: FeatureStore
+    request: PrerankRequest, snapshot: Snapshot, store: FeatureStore, deadline: float = math.inf
 ) -> tuple[np.ndarray, np.ndarray, UserSource, bool]:
     """The user tower's inputs ([1, S_u], [1, L, S_i]), where they came from, and whether the
-    feature store failed."""
+    feature store failed (or did not answer before `deadline`)."""
     record, source, store_failed = resolve_user(
-        request, store, snapshot.manifest.feature_schema.fingerprint
+        request, store, snapshot.manifest.feature_schema.fingerprint, deadline
     )
     stored = record or {"features": {}, "history": []}
     user_row = user_features_row(

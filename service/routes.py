@@ -166,6 +166,7 @@ async def answer_prerank(
             state.settings.max_candidates,
             state.settings.max_request_history,
             deadline,
+            state.loss.stores,
         )
     except RequestValidationError:
         metrics.requests.labels(status="422", arm=NO_ARM).inc()
@@ -232,7 +233,9 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(state: State) -> JSONResponse:
     """Readiness: a version is loaded and warmed and no shutdown is under way; the detail names
-    every arm, any refusal and what is degraded (answers still flow, flagged)."""
+    every arm, any refusal and what is degraded (answers still flow, flagged), including what
+    Redis lost since this process saw it there (`feature_store_lost`, `active_pointer_missing`,
+    `version_lost`, each with since when)."""
     serving = state.serving
     refusals = [{"version": r.version, "reason": r.reason} for r in list(state.refusals.values())]
     degraded = {
@@ -242,7 +245,7 @@ async def readyz(state: State) -> JSONResponse:
             ("model_updates", state.pointer_error),
         )
         if problem is not None
-    }
+    } | state.loss.describe()
     if serving is None or state.draining:
         reason = "shutting down (SIGTERM)" if state.draining else state.not_ready_reason
         return JSONResponse(

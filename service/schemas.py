@@ -61,8 +61,10 @@ class PrerankResponse(BaseModel):
     )
     degraded_reasons: list[DegradedReason] = Field(
         description="feature_store: Redis could not be read, so the request's own features (or "
-        "none: cold start) were used; deadline: the request's deadline passed before scoring, so "
-        "items are in the cheap fallback order (the model's cold-start scores, computed at load)"
+        "none: cold start) were used; feature_store_lost: Redis answers but lost the feature "
+        "store (its presence marker vanished), so users read as cold starts until it is "
+        "published again; deadline: the request's deadline passed before scoring, so items are "
+        "in the cheap fallback order (the model's cold-start scores, computed at load)"
     )
 
 

@@ -54,8 +54,8 @@ class ServiceSettings(CommonSettings):
     feature_store_timeout_seconds: float = Field(
         default=0.25,
         gt=0,
-        description="read timeout of a feature-store lookup; past it the "
-        "request is answered degraded instead of waiting",
+        description="longest wait of a feature-store lookup (the request's remaining deadline "
+        "bounds it further); past it the request is answered degraded instead of waiting",
     )
     feature_store_backoff_seconds: float = Field(
         default=0.1,

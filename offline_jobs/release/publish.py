@@ -2,13 +2,15 @@
 
 Order: verify the bundle on disk -> gate it (parity, AUC floor, AUC against the active version;
 `prerank_contract.gate`) -> write every chunk, the chunk counts and the manifest (carrying the
-gate's decision) -> read everything back and check sha256 -> record the version in the list ->
-SET active (the one atomic step) -> drop versions beyond the retention. A failure before the SET
+gate's decision) -> read everything back and check sha256 -> write the version's presence marker
+-> record the version in the list -> SET active (the one atomic step) -> drop versions beyond the
+retention. A failure before the SET
 leaves the previous version active and intact, and removes the keys the failed version wrote. A
 refused version writes nothing; an operator's override is recorded in the published manifest.
 
 User features are published separately (`publish_user_features`), keyed by the feature schema's
-fingerprint: refreshing them never changes what a model of another schema reads.
+fingerprint: refreshing them never changes what a model of another schema reads. Each ends with
+the store's presence marker (`prerank_contract.markers`), written after every record.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from prerank_contract.bundle import BundleError, verify_bundle_dir
 from prerank_contract.gate import GateConfig, gate_problems
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import GateRecord, Manifest
+from prerank_contract.markers import StoreMarker, VersionMarker, utc_now
 from prerank_contract.redis_client import REDIS_ERRORS, RedisClient
 from prerank_contract.redis_store import (
     active_version,
@@ -51,6 +54,7 @@ PUBLISH_STEPS = (
     "counts_written",
     "manifest_written",
     "read_back",
+    "marker_written",
     "recorded",
     "activated",
     "retention",
@@ -81,10 +85,18 @@ class PublishResult:
 
 
 def publish_user_features(
-    client: Any, keys: RedisKeys, data: InteractionData, batch_size: int, *, progress: bool = True
+    client: Any,
+    keys: RedisKeys,
+    data: InteractionData,
+    batch_size: int,
+    *,
+    version: str | None = None,
+    progress: bool = True,
 ) -> int:
     """Write every user's profile and latest history to the online feature store, under the
-    fingerprint of the data's feature schema (a model only reads records of its own schema)."""
+    fingerprint of the data's feature schema (a model only reads records of its own schema), then
+    the store's presence marker (naming `version`, the version published with it, when given):
+    last, so a marker is only ever found beside a whole store."""
     user_ids = range(1, data.num_users + 1)
     schema = data.schema.fingerprint
     for start in tqdm(
@@ -100,6 +112,19 @@ def publish_user_features(
             pipe.execute()
         except REDIS_ERRORS as exc:
             raise PublishError(f"writing user features failed: {_redis_reason(exc)}") from exc
+    marker = StoreMarker(
+        schema_fingerprint=schema,
+        records=len(user_ids),
+        written_at=utc_now(),
+        dataset=data.name,
+        version=version,
+    )
+    try:
+        client.set(keys.store_marker(schema), marker.model_dump_json())
+    except REDIS_ERRORS as exc:
+        raise PublishError(
+            f"writing the feature store's marker failed: {_redis_reason(exc)}"
+        ) from exc
     return len(user_ids)
 
 
@@ -137,6 +162,8 @@ def publish_bundle(
     if active == version:
         try:
             check_version(client, keys, version, chunks_per_pipeline)
+            # a version published before markers existed gets one; an existing one is kept
+            client.set(keys.version_marker(version), _version_marker(manifest), nx=True)
             return PublishResult(version, "already_active", 0, time.perf_counter() - started, ())
         except BundleError as exc:
             log.warning(
@@ -152,6 +179,8 @@ def publish_bundle(
         )
         check_version(client, keys, version, chunks_per_pipeline)
         on_step("read_back")
+        client.set(keys.version_marker(version), _version_marker(gated))
+        on_step("marker_written")
         client.lrem(keys.versions, 0, version)
         client.lpush(keys.versions, version)
         on_step("recorded")
@@ -207,6 +236,17 @@ def _gate(
         override_reason=override_reason if problems else None,
     )
     return manifest.model_copy(update={"gate": record})
+
+
+def _version_marker(manifest: Manifest) -> str:
+    """The presence marker of a version read back whole, as JSON."""
+    return VersionMarker(
+        version=manifest.version,
+        model=manifest.model_name,
+        files=len(manifest.files),
+        bytes=sum(entry.bytes for entry in manifest.files.values()),
+        written_at=utc_now(),
+    ).model_dump_json()
 
 
 def _write_version(
