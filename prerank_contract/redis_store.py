@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -32,6 +32,26 @@ def parse_split(raw: bytes | str | None, origin: str) -> TrafficSplit | None:
         return TrafficSplit.model_validate_json(raw)
     except ValidationError as exc:
         raise ValueError(f"{origin}: invalid A/B split: {exc}") from exc
+
+
+class Pointers(NamedTuple):
+    """What the service follows, read in one round trip."""
+
+    active: str | None  # the version the `active` pointer names
+    raw_split: bytes | str | None  # the stored A/B split, unparsed (`parse_split`)
+    present: dict[str, bool]  # each key asked about -> whether it exists
+
+
+def read_pointers(client: Any, keys: RedisKeys, markers: Sequence[str]) -> Pointers:
+    """The `active` pointer, the A/B split and whether each of `markers` exists, in one pipelined
+    round trip (single-key commands only, so it works on a Redis Cluster too)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.get(keys.active)
+    pipe.get(keys.split)
+    for key in markers:
+        pipe.exists(key)
+    active, split, *found = pipe.execute()
+    return Pointers(_decode(active), split, dict(zip(markers, map(bool, found), strict=True)))
 
 
 def read_split(client: Any, keys: RedisKeys) -> TrafficSplit | None:

@@ -31,7 +31,7 @@ from prerank_contract.bundle import BundleError
 from prerank_contract.gate import gate_overridden, gate_problems
 from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_client import REDIS_ERRORS
-from prerank_contract.redis_store import parse_split, read_version
+from prerank_contract.redis_store import parse_split, read_pointers, read_version
 from prerank_contract.traffic import CONTROL, TREATMENT, Arm, TrafficSplit
 from service.bundle_cache import BundleCache
 from service.feature_store import FeatureStore
@@ -222,12 +222,7 @@ class ModelFollower:
         serving = self.state.serving
         watched = self.presence.watched(serving)
         try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.get(keys.active)
-            pipe.get(keys.split)
-            for key in watched:
-                pipe.exists(key)
-            raw_active, raw_split, *found = pipe.execute()
+            pointers = read_pointers(self.client, keys, watched)
         except REDIS_ERRORS as exc:
             if self.redis_error is None:
                 log.warning("cannot read the active pointer (%s); serving what is loaded", exc)
@@ -237,14 +232,13 @@ class ModelFollower:
             log.info("Redis answers again")
         self.state.pointer_error = None
         self.state.metrics.pointer_checked.set_to_current_time()
-        active = raw_active.decode() if isinstance(raw_active, bytes) else raw_active
         try:
-            split = parse_split(raw_split, keys.split)
+            split = parse_split(pointers.raw_split, keys.split)
         except ValueError as exc:
             log.warning("ignoring the A/B split: %s", exc)
             split = None
-        self._note_loss(serving, active, dict(zip(watched, map(bool, found), strict=True)))
-        return active, split
+        self._note_loss(serving, pointers.active, pointers.present)
+        return pointers.active, split
 
     def _note_loss(
         self, serving: Serving | None, active: str | None, present: Mapping[str, bool]
