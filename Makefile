@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARTIFACTS ?= $(or $(PRERANK_ARTIFACTS_DIR),artifacts)
 
-.PHONY: setup run train serve test lint typecheck reproduce soak load bench bench-memory bench-scale bench-train-memory profile stack clean
+.PHONY: setup run train serve test lint typecheck reproduce soak load bench bench-memory bench-scale bench-train-memory profile stack images podman-up podman-down clean
 
 $(STAMP): requirements.txt requirements-service.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,22 @@ bench-train-memory: setup
 # Prometheus (installed from Debian's packages when missing and possible). Ctrl-C stops it.
 stack: setup
 	$(PY) -m loadtest.stack $(ARGS)
+
+# The service and offline images of docker-compose.yml, built with podman (docker format, so the
+# HEALTHCHECK is kept; layers cached). Where the pinned Python base cannot be pulled it builds one
+# from Debian's packages (mmdebstrap) and says so; podman, runc, mmdebstrap and podman-compose are
+# installed from Debian's packages when missing (ARGS="--only service").
+images: setup
+	$(PY) -m docker.images $(ARGS)
+
+# docker-compose.yml under podman-compose: the images built, stand-ins from Debian's packages for
+# pulled images that cannot be pulled, the rest left out with the reason (docs/OPERATIONS.md).
+podman-up: setup
+	$(PY) -m docker.compose up $(ARGS)
+
+# Stops and removes the stack of `make podman-up`; its volumes are kept (ARGS=--volumes: gone too).
+podman-down: setup
+	$(PY) -m docker.compose down $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

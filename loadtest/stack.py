@@ -155,10 +155,12 @@ def start_redis(settings: StackSettings, log_dir: Path) -> Child:
     host, port = url.hostname or LOCAL_REDIS_HOSTS[0], url.port or DEFAULT_REDIS_PORT
     if host not in LOCAL_REDIS_HOSTS:
         raise RuntimeError(
-            f"Redis at {settings.redis_url} does not answer (not local: not started)"
+            f"Redis at {settings.redis_url_redacted} does not answer (not local: not started)"
         )
     if shutil.which("redis-server") is None:
-        raise RuntimeError(f"Redis at {settings.redis_url} does not answer and no redis-server")
+        raise RuntimeError(
+            f"Redis at {settings.redis_url_redacted} does not answer and no redis-server"
+        )
     data_dir = log_dir.parent / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     command = ["redis-server", "--port", str(port), "--bind", host]
@@ -259,7 +261,7 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as cleanup:
             if redis_answers(self.settings):
-                log.info("using the Redis at %s", self.settings.redis_url)
+                log.info("using the Redis at %s", self.settings.redis_url_redacted)
             else:
                 redis_server = start_redis(self.settings, self.log_dir)
                 self._started(cleanup, redis_server)
@@ -288,7 +290,8 @@ class Stack:
         return [child for child in self.children if not child.running()]
 
     def summary(self) -> str:
-        lines = [f"Redis       {self.settings.redis_url} (keys {self.settings.redis_key_prefix}*)"]
+        redis_url, prefix = self.settings.redis_url_redacted, self.settings.redis_key_prefix
+        lines = [f"Redis       {redis_url} (keys {prefix}*)"]
         for index, url in enumerate(self.replica_urls, start=1):
             lines.append(f"service-{index}   {url}/prerank  {url}/readyz  {url}/metrics")
         if self.prometheus_url is not None:

@@ -1,7 +1,7 @@
 """CLI of the offline jobs: ``python -m offline_jobs COMMAND --help``.
 
-run, publish (gated), versions, rollback, split (A/B). The paper's tables: ``python -m
-research.reproduce``."""
+run, publish (gated), versions, rollback, split (A/B), restore (what Redis lost). The paper's
+tables: ``python -m research.reproduce``."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ import orjson
 
 from model_export.onnx_export import ParityError
 from offline_jobs.pipeline import run_pipeline
-from offline_jobs.release.publish import PublishError, publish_existing, require_redis
-from offline_jobs.release.versions import (
-    LifecycleError,
-    VersionInfo,
-    clear_split,
-    list_versions,
-    rollback,
-    set_split,
+from offline_jobs.release.commands import (
+    publish_existing,
+    require_redis,
+    roll_back,
+    split_traffic,
 )
-from offline_jobs.settings import JobSettings
+from offline_jobs.release.ledger import LedgerError
+from offline_jobs.release.publish import PublishError
+from offline_jobs.release.restore import restore_release
+from offline_jobs.release.versions import LifecycleError, VersionInfo, list_versions
+from offline_jobs.settings import JobSettings, check_dataset
 from prerank_contract.bundle import BundleError
 from prerank_contract.redis_client import REDIS_ERRORS
 from prerank_contract.settings import configure_logging, load_settings
@@ -50,6 +51,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--retrain", action="store_true", help="ignore reusable bundles")
     run.add_argument("--no-publish", action="store_true", help="stop after writing bundles")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--dataset",
+        metavar="NAME_OR_SPEC",
+        help="a built-in dataset or a dataset spec (.yaml); overrides PRERANK_DATASET",
+    )
     publish = commands.add_parser(
         "publish", help="gate an existing bundle directory and publish it to Redis"
     )
@@ -73,6 +79,20 @@ def parser() -> argparse.ArgumentParser:
     split.add_argument("--share", type=share, help="fraction of users, e.g. 0.1")
     split.add_argument("--salt", default="", help="hash key (default: the version id)")
     split.add_argument("--off", action="store_true", help="remove the split")
+    restore = commands.add_parser(
+        "restore",
+        help="put back what Redis lost (versions, active pointer, A/B split, feature store) "
+        "from the release ledger and the bundles on disk; leaves alone what is still there",
+    )
+    restore.add_argument(
+        "--bundles",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also look for bundles in DIR/<version> (e.g. a service's bundle cache); repeatable",
+    )
+    restore.add_argument("--quiet", action="store_true", help="no progress bars")
     return root
 
 
@@ -127,12 +147,25 @@ def print_versions(infos: list[VersionInfo], as_json: bool) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
 
 
+def restore(settings: JobSettings, bundle_dirs: list[Path], *, progress: bool) -> int:
+    """Exit status 0 when everything recorded is in Redis again, 1 when something is not."""
+    client = require_redis(settings, "restore")
+    report = restore_release(settings, client, bundle_dirs=bundle_dirs, progress=progress)
+    for line in report.done:
+        print(line)
+    for problem in report.problems:
+        print(f"not restored: {problem}", file=sys.stderr)
+    return 1 if report.problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     configure_logging(logging.INFO)
     settings = load_settings(JobSettings)
     try:
         if args.command == "run":
+            if args.dataset is not None:
+                settings = settings.model_copy(update={"dataset": check_dataset(args.dataset)})
             run_pipeline(
                 settings, retrain=args.retrain, publish=not args.no_publish, progress=not args.quiet
             )
@@ -147,19 +180,19 @@ def main(argv: list[str] | None = None) -> int:
             client = require_redis(settings, "list versions")
             print_versions(list_versions(client, settings.keys), args.json)
         elif args.command == "rollback":
-            client = require_redis(settings, "roll back")
-            previous, now = rollback(client, settings.keys, args.to)
-            print(f"active: {previous} -> {now}")
+            print(roll_back(settings, require_redis(settings, "roll back"), args.to))
+        elif args.command == "restore":
+            return restore(settings, args.bundles, progress=not args.quiet)
         else:
             client = require_redis(settings, "set the A/B split")
-            if args.off:
-                print("split removed" if clear_split(client, settings.keys) else "no split set")
-            elif args.version is None or args.share is None:
+            if not args.off and (args.version is None or args.share is None):
                 raise ValueError("split needs VERSION and --share (or --off)")
-            else:
-                split = TrafficSplit(version=args.version, share=args.share, salt=args.salt)
-                set_split(client, settings.keys, split)
-                print(f"{100 * args.share:.1f}% of users -> {args.version}")
+            split = (
+                None
+                if args.off
+                else TrafficSplit(version=args.version, share=args.share, salt=args.salt)
+            )
+            print(split_traffic(settings, client, split))
     except (
         FileNotFoundError,
         ValueError,
@@ -167,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         ParityError,
         PublishError,
         LifecycleError,
+        LedgerError,
         *REDIS_ERRORS,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -28,7 +28,7 @@ from offline_jobs.distributed import (
     leave_distributed,
     start_distributed,
 )
-from offline_jobs.release.publish import publish_user_features, publish_version, redis_client
+from offline_jobs.release.commands import publish_feature_store, publish_version, redis_client
 from offline_jobs.settings import JobSettings
 from offline_jobs.training.evaluate import evaluate
 from offline_jobs.training.loop import new_model, train_model
@@ -175,6 +175,10 @@ def run_job(
     progress: bool,
     world: DistributedWorld | None,
 ) -> dict[str, tuple[Path, Manifest]]:
+    main = world is None or world.is_main
+    # Before training: a TLS or settings mistake stops the job now, not after the training
+    # (an unreachable Redis only skips publishing, said in one line).
+    client = redis_client(settings) if publish and main else None
     with ExitStack() as stack:  # a training store lives as long as the job
         data, store = load_training_data(settings, stack, progress=progress)
         log.info(
@@ -197,15 +201,8 @@ def run_job(
             f"bundle {manifest.version}: test AUC {test.auc:.4f} logloss {test.logloss:.4f} "
             f"parity {manifest.parity}"
         )
-    if publish and (client := redis_client(settings)) is not None:
+    if client is not None:
         served_version = bundles[settings.serve_model][1].version
-        publish_user_features(
-            client,
-            settings.keys,
-            data,
-            settings.feature_store_batch_size,
-            version=served_version,
-            progress=progress,
-        )
+        publish_feature_store(settings, client, data, served_version, progress=progress)
         publish_version(settings, client, served_path, progress=progress)
     return bundles

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from offline_jobs.data.amazon import AmazonConfig
 from offline_jobs.data.movielens import MovieLens100KConfig, MovieLensConfig
+from offline_jobs.data.spec import is_spec_path
 from offline_jobs.data.stream.format import DEFAULT_CHUNK_ROWS
 from offline_jobs.data.synthetic import SyntheticConfig
 from offline_jobs.data.taobao import TaobaoConfig
@@ -17,14 +17,27 @@ from prerank_contract.settings import CommonSettings
 from prerank_model.config import ModelConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILT_IN_DATASETS = ("synthetic", "ml-1m", "ml-100k", "amazon", "taobao")
+
+
+def check_dataset(value: str) -> str:
+    """A built-in dataset's name or a spec's path, else a ValueError listing what is accepted."""
+    if value in BUILT_IN_DATASETS or is_spec_path(value):
+        return value
+    raise ValueError(
+        f"{value!r} is neither a built-in dataset ({', '.join(BUILT_IN_DATASETS)}) nor a "
+        "dataset spec (a .yaml or .yml file)"
+    )
 
 
 class JobSettings(CommonSettings):
     """Everything the train -> export -> bundle -> publish job reads; recorded in manifests."""
 
     artifacts_dir: Path = Field(default=REPO_ROOT / "artifacts", description="bundles live here")
-    dataset: Literal["synthetic", "ml-1m", "ml-100k", "amazon", "taobao"] = Field(
-        default="synthetic", description="data source"
+    dataset: str = Field(
+        default="synthetic",
+        description="data source: a built-in one (" + ", ".join(BUILT_IN_DATASETS) + ") or the "
+        "path of a dataset spec (.yaml/.yml, see docs/DATASETS.md)",
     )
     synthetic: SyntheticConfig = Field(default=SyntheticConfig(), description="the synthetic world")
     ml1m: MovieLensConfig = Field(default=MovieLensConfig(), description="the ML-1M protocol")
@@ -63,6 +76,16 @@ class JobSettings(CommonSettings):
     publish_keep_versions: int = Field(default=3, ge=1, description="versions kept for rollback")
     feature_store_batch_size: int = Field(default=1000, ge=1, description="users per pipeline")
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        return check_dataset(value)
+
     @property
     def bundles_dir(self) -> Path:
         return self.artifacts_dir / "bundles"
+
+    @property
+    def release_ledger(self) -> Path:
+        """What the release commands set in Redis, for `restore` (`offline_jobs.release.ledger`)."""
+        return self.artifacts_dir / "release-ledger.json"

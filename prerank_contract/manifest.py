@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from prerank_contract.features import FeatureSchema
+from prerank_contract.vocabulary import BundleVocabulary
 
 # This code refuses every other format, so a bump is for a change a reader of the previous format
 # cannot follow; an added optional field (`frameworks`, `gate`) is not one.
@@ -124,4 +125,9 @@ class Manifest(_Strict):
     files: dict[str, FileEntry] = Field(description="sha256 and size of every other file")
     gate: GateRecord | None = Field(
         default=None, description="publish gate decision (absent in a bundle never published)"
+    )
+    vocabulary: BundleVocabulary | None = Field(
+        default=None,
+        description="raw id and value -> index maps, for a model trained from a dataset spec "
+        "(`prerank_contract.vocabulary`); absent when ids are the indices themselves",
     )

@@ -29,6 +29,11 @@ class StoreMarker(BaseModel):
     version: str | None = Field(
         default=None, description="the version published with these records, when known"
     )
+    records_sha256: str | None = Field(
+        default=None,
+        description="sha256 over the records' JSON in user order (what `restore` checks the "
+        "records it would write against); absent in stores written before it was recorded",
+    )
 
 
 class VersionMarker(BaseModel):

@@ -11,15 +11,25 @@ import sys
 import types
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from prerank_contract.gate import GateConfig
 from prerank_contract.keys import RedisKeys
-from prerank_contract.redis_client import REDIS_ERRORS, RedisClient, new_client
+from prerank_contract.redis_client import (
+    REDIS_ERRORS,
+    TLS_SCHEME,
+    RedisClient,
+    TLSFiles,
+    TLSHandshakeError,
+    TLSSetupError,
+    new_client,
+    uses_tls,
+)
+from prerank_contract.secrets import mask_secrets, redact_url, url_secrets
 
 ENV_PREFIX = "PRERANK_"
 NESTED_DELIMITER = "__"
@@ -42,7 +52,44 @@ class CommonSettings(BaseSettings):
         validate_default=True,
     )
 
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis of the snapshot")
+    # Fields whose value an error message must not echo (a password, or a URL that may hold one).
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"redis_url", "redis_password"})
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis of the snapshot; a password in it is accepted but shown masked "
+        "everywhere (better: PRERANK_REDIS_PASSWORD_FILE)",
+    )
+    redis_username: str | None = Field(
+        default=None, description="Redis ACL user, given apart from redis_url (which then has none)"
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="Redis password, given apart from redis_url (which then has none); never shown",
+    )
+    redis_password_file: Path | None = Field(
+        default=None,
+        description="file holding the Redis password (a container secret), instead of "
+        "redis_password; read at start, a trailing newline ignored",
+    )
+    redis_tls_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) Redis's certificate must verify against, with a "
+        "rediss:// redis_url (default: the system's trust store)",
+    )
+    redis_tls_cert_file: Path | None = Field(
+        default=None,
+        description="client certificate (PEM) for a Redis that requires one (tls-auth-clients), "
+        "with redis_tls_key_file",
+    )
+    redis_tls_key_file: Path | None = Field(
+        default=None, description="unencrypted private key (PEM) of redis_tls_cert_file"
+    )
+    redis_tls_check_hostname: bool = Field(
+        default=True,
+        description="Redis's certificate must name the host connected to (on a cluster, each "
+        "node's announced address)",
+    )
     redis_cluster: bool = Field(
         default=False,
         description="redis_url names one node of a Redis Cluster (keys are routed by slot)",
@@ -60,9 +107,100 @@ class CommonSettings(BaseSettings):
     def _cluster_has_one_database(self) -> CommonSettings:
         if self.redis_cluster and urlparse(self.redis_url).path.strip("/") not in ("", "0"):
             raise ValueError(
-                f"redis_url: a Redis Cluster has database 0 only, not {self.redis_url!r}"
+                f"redis_url: a Redis Cluster has database 0 only, not {self.redis_url_redacted!r}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _credentials_given_once(self) -> CommonSettings:
+        """Each credential from one place: redis-py lets the URL's win over the others without a
+        word, so a second one would be silently ignored."""
+        given_apart = [
+            name
+            for name in ("redis_password", "redis_password_file")
+            if getattr(self, name) is not None
+        ]
+        if len(given_apart) > 1:
+            raise ValueError("redis_password and redis_password_file: give one of them, not both")
+        url = urlparse(self.redis_url)
+        if given_apart and url.password is not None:
+            raise ValueError(f"{given_apart[0]}: redis_url holds a password already")
+        if self.redis_username is not None and url.username:
+            raise ValueError("redis_username: redis_url names a user already")
+        if self.redis_password_file is not None:
+            self.read_password_file(self.redis_password_file)  # a bad file stops the start
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files_load(self) -> CommonSettings:
+        """TLS files only with a rediss:// URL (with redis:// they would be ignored without a
+        word), a certificate with its key, and each file loadable, before any connection."""
+        given = [
+            name
+            for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+            if getattr(self, name) is not None
+        ]
+        if not self.redis_tls_check_hostname:
+            given.append("redis_tls_check_hostname")
+        if given and not uses_tls(self.redis_url):
+            raise ValueError(f"{given[0]}: applies to a {TLS_SCHEME}:// redis_url only")
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            raise ValueError("redis_tls_cert_file and redis_tls_key_file: give both or neither")
+        tls = self.redis_tls()
+        if tls is not None:
+            for name, check in (
+                ("redis_tls_ca_file", tls.check_ca),
+                ("redis_tls_cert_file", tls.check_client_certificate),
+            ):
+                try:
+                    check()
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        return self
+
+    def redis_tls(self) -> TLSFiles | None:
+        """The TLS files of a rediss:// redis_url; None for a redis:// one."""
+        if not uses_tls(self.redis_url):
+            return None
+        return TLSFiles(
+            self.redis_tls_ca_file,
+            self.redis_tls_cert_file,
+            self.redis_tls_key_file,
+            self.redis_tls_check_hostname,
+        )
+
+    @staticmethod
+    def read_password_file(path: Path) -> str:
+        """The password a file holds (a trailing newline, as `echo` writes one, is not part of
+        it); ValueError naming the file when it cannot be read or is empty."""
+        try:
+            password = path.read_text().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"redis_password_file: cannot read {path} ({exc.__class__.__name__})"
+            ) from None
+        if not password:
+            raise ValueError(f"redis_password_file: {path} is empty")
+        return password
+
+    def redis_password_value(self) -> str | None:
+        """The password given apart from redis_url (the setting, or its file); None if none."""
+        if self.redis_password is not None:
+            return self.redis_password.get_secret_value()
+        if self.redis_password_file is not None:
+            return self.read_password_file(self.redis_password_file)
+        return None
+
+    @property
+    def redis_url_redacted(self) -> str:
+        """redis_url as every message, log line and page shows it: its password masked."""
+        return redact_url(self.redis_url)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret these settings hold (URL password, password setting or file), for
+        `prerank_contract.secrets.mask_secrets`."""
+        password = self.redis_password_value()
+        return url_secrets(self.redis_url) + ((password,) if password else ())
 
     @property
     def keys(self) -> RedisKeys:
@@ -77,13 +215,20 @@ class CommonSettings(BaseSettings):
             cluster=self.redis_cluster,
             timeout_seconds=timeout,
             retries=self.redis_cluster_retries,
+            username=self.redis_username,
+            password=self.redis_password_value(),
+            tls=self.redis_tls(),
         )
 
     def connect_redis(self) -> RedisClient:
-        """A client that has answered PING; raises one of REDIS_ERRORS when Redis does not."""
+        """A client that has answered PING; raises one of REDIS_ERRORS when Redis does not, and
+        TLSSetupError (a ValueError) when the TLS handshake failed: waiting would not help."""
         client = self.redis_client()
         try:
             client.ping()
+        except TLSHandshakeError as exc:
+            client.close()
+            raise TLSSetupError(str(exc)) from None
         except REDIS_ERRORS:
             client.close()
             raise
@@ -155,16 +300,36 @@ def refuse_unknown_settings(settings_class: type[CommonSettings]) -> None:
     raise SystemExit(2)
 
 
+def describe_invalid(settings_class: type[CommonSettings], error: ValidationError) -> str:
+    """One line per invalid value: where, what is wrong, and the value given, except for a
+    secret field's (`SECRET_FIELDS`) and a check of several fields (whose input is every
+    value, secrets included)."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        location = ".".join(str(part) for part in problem["loc"]) or settings_class.__name__
+        shown = problem["loc"] and problem["loc"][0] not in settings_class.SECRET_FIELDS
+        given = f" (given: {problem['input']!r})" if shown else ""
+        lines.append(f"  {location}: {problem['msg']}{given}")
+    return "\n".join(lines)
+
+
 def load_settings(settings_class: type[SettingsT], **overrides: Any) -> SettingsT:
     """Read the settings from the environment (`overrides`, e.g. from command-line flags, win).
     An unknown `PRERANK_*` variable, or an invalid value, prints one message naming each and
-    exits with status 2 (a CLI error, not a traceback)."""
+    exits with status 2 (a CLI error, not a traceback). The secrets they hold are masked in
+    every log line and traceback of the process from then on."""
     refuse_unknown_settings(settings_class)
     try:
-        return settings_class(**overrides)
+        settings = settings_class(**overrides)
     except ValidationError as exc:
-        print(f"error: invalid {ENV_PREFIX}* settings:\n{exc}", file=sys.stderr)
+        details = describe_invalid(settings_class, exc)
+        print(f"error: invalid {ENV_PREFIX}* settings:\n{details}", file=sys.stderr)
         raise SystemExit(2) from None
+    except SettingsError as exc:  # a list or object variable that is not JSON
+        print(f"error: invalid {ENV_PREFIX}* settings: {exc} (not JSON)", file=sys.stderr)
+        raise SystemExit(2) from None
+    mask_secrets(settings.secret_values())
+    return settings
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -153,7 +153,7 @@ def default_text(value: Any) -> str:
     if isinstance(value, Path):
         return (
             Path(os.path.relpath(value, REPO_ROOT)).as_posix()
-            if value.is_absolute()
+            if value.is_absolute() and value.is_relative_to(REPO_ROOT)
             else str(value)
         )
     if isinstance(value, bool):

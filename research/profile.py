@@ -51,6 +51,10 @@ class ProfileSettings(LoadSettings):
     profile_report_dir: Path = Field(
         default=REPO_ROOT / "docs" / "benchmarks", description="where profile.md/.svg go"
     )
+    profile_bundles_dir: Path = Field(
+        default=REPO_ROOT / "artifacts" / "bundles",
+        description="the newest FIT bundle in it is served (`make train` writes them here)",
+    )
 
 
 def frame_name(frame: str) -> str:
@@ -112,7 +116,7 @@ def profile(settings: ProfileSettings) -> str:
     if shutil.which(PY_SPY) is None and not (Path(sys.executable).parent / PY_SPY).is_file():
         raise FileNotFoundError("py-spy is not installed (it is in requirements.txt: make setup)")
     py_spy = shutil.which(PY_SPY) or str(Path(sys.executable).parent / PY_SPY)
-    bundle = newest_bundle(REPO_ROOT / "artifacts" / "bundles", "fit")
+    bundle = newest_bundle(settings.profile_bundles_dir, "fit")
     catalogue = np.load(bundle / ITEM_IDS_FILE)
     rng = np.random.default_rng(settings.load_seed)
     bodies = request_set(

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from loadtest.settings import LoadSettings
 from offline_jobs.bundling.writer import relabel_bundle
-from offline_jobs.release.publish import publish_version
+from offline_jobs.release.commands import publish_version
 from offline_jobs.settings import JobSettings
 from prerank_contract.bundle import write_text_atomically
 from prerank_contract.redis_client import RedisClient

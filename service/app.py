@@ -11,15 +11,16 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from anyio import to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from threadpoolctl import threadpool_limits
 
 from prerank_contract.bundle import BundleError
+from service.auth import UNAUTHORIZED_RESPONSE, require_api_key
 from service.bundle_cache import BundleCache
 from service.feature_store import FeatureStore
 from service.lifecycle import ModelFollower, RefusedVersionError, describe, prepare
 from service.metrics import Metrics
-from service.routes import router
+from service.routes import api_router, probe_router
 from service.settings import ServiceSettings
 from service.snapshot import Snapshot
 from service.state import ServiceState, Serving
@@ -61,7 +62,9 @@ def redis_problem(settings: ServiceSettings, follower: ModelFollower | None) -> 
         return "Redis not used (PRERANK_USE_REDIS=false)"
     if follower.redis_error is not None:
         return follower.redis_error
-    return f"no active version under {settings.keys.active} in Redis at {settings.redis_url}"
+    return (
+        f"no active version under {settings.keys.active} in Redis at {settings.redis_url_redacted}"
+    )
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
@@ -122,5 +125,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     app = FastAPI(title="FIT pre-ranking service", version="0.1.0", lifespan=lifespan)
     app.state.prerank = ServiceState(settings, Metrics(), FeatureStore.offline(settings.keys))
-    app.include_router(router)
+    if settings.api_key_hashes:  # the dependency also declares the bearer scheme in OpenAPI
+        app.include_router(
+            api_router, dependencies=[Depends(require_api_key)], responses=UNAUTHORIZED_RESPONSE
+        )
+    else:
+        app.include_router(api_router)
+    app.include_router(probe_router)
     return app

@@ -226,7 +226,9 @@ class ModelFollower:
         except REDIS_ERRORS as exc:
             if self.redis_error is None:
                 log.warning("cannot read the active pointer (%s); serving what is loaded", exc)
-            self.state.pointer_error = f"Redis at {self.settings.redis_url} not readable: {exc}"
+            self.state.pointer_error = (
+                f"Redis at {self.settings.redis_url_redacted} not readable: {exc}"
+            )
             return None
         if self.redis_error is not None:
             log.info("Redis answers again")

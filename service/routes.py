@@ -1,4 +1,5 @@
-"""HTTP routes: /prerank, /clusters, /healthz, /readyz, /metrics."""
+"""HTTP routes: the API (/prerank, /clusters, /metrics), behind the API keys when they are
+configured (`service.auth`), and the probes (/healthz, /readyz), always open."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from prerank_contract.http import DEADLINE_HEADER, WORKER_HEADER
 from prerank_contract.traffic import CONTROL, Arm
+from service.auth import may_see_detail
 from service.metrics import NO_ARM
 from service.ranking import rank
 from service.schemas import (
@@ -27,7 +29,8 @@ from service.schemas import (
 from service.settings import ServiceSettings
 from service.state import ServiceState, Serving
 
-router = APIRouter()
+api_router = APIRouter()  # create_app mounts it behind the API keys when they are configured
+probe_router = APIRouter()
 
 
 def get_state(request: Request) -> ServiceState:
@@ -96,7 +99,7 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-@router.post(
+@api_router.post(
     "/prerank",
     response_model=PrerankResponse,
     openapi_extra=_PRERANK_OPENAPI,
@@ -181,7 +184,7 @@ async def answer_prerank(
     )
 
 
-@router.get(
+@api_router.get(
     "/clusters",
     response_model=ClustersResponse,
     responses={
@@ -221,21 +224,30 @@ async def clusters(
     )
 
 
-@router.get("/healthz")
+@probe_router.get("/healthz")
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
-@router.get(
+@probe_router.get(
     "/readyz",
     responses={503: {"description": "not ready: no model loaded yet, or shutting down"}},
 )
-async def readyz(state: State) -> JSONResponse:
+async def readyz(request: Request, state: State) -> JSONResponse:
     """Readiness: a version is loaded and warmed and no shutdown is under way; the detail names
     every arm, any refusal and what is degraded (answers still flow, flagged), including what
     Redis lost since this process saw it there (`feature_store_lost`, `active_pointer_missing`,
-    `version_lost`, each with since when)."""
+    `version_lost`, each with since when). With API keys configured, a request without a valid
+    key gets `{"ready": bool}` alone (same status code)."""
+    ready = state.serving is not None and not state.draining
+    if not await may_see_detail(request, state):
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+    return readiness_detail(state)
+
+
+def readiness_detail(state: ServiceState) -> JSONResponse:
+    """/readyz with its detail (503 when not ready)."""
     serving = state.serving
     refusals = [{"version": r.version, "reason": r.reason} for r in list(state.refusals.values())]
     degraded = {
@@ -273,6 +285,6 @@ async def readyz(state: State) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@api_router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(state: State) -> Response:
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

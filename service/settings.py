@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from prerank_contract.settings import CommonSettings
+
+# What `python -m service hash-key` prints: a sha256 digest, lower-case hex.
+KEY_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class ServiceSettings(CommonSettings):
     """Where the model comes from, request limits, and thread counts of the request path."""
+
+    # An API key pasted where its digest belongs must not be echoed by an error message either.
+    SECRET_FIELDS: ClassVar[frozenset[str]] = CommonSettings.SECRET_FIELDS | {"api_key_hashes"}
 
     host: str = Field(default="127.0.0.1", description="bind address")
     port: int = Field(default=8000, ge=1, le=65535, description="bind port")
@@ -126,3 +134,21 @@ class ServiceSettings(CommonSettings):
         default=30.0, gt=0, description="after the drain, the longest wait for in-flight requests"
     )
     log_level: str = Field(default="info", description="uvicorn and service log level")
+    api_key_hashes: tuple[str, ...] = Field(
+        default=(),
+        description="sha256 hex digests of the API keys accepted as `Authorization: Bearer <key>` "
+        "on /prerank, /clusters and /metrics, and for the detail of /readyz (a JSON list; make "
+        "one with `python -m service hash-key`); empty: no authentication",
+    )
+
+    @field_validator("api_key_hashes")
+    @classmethod
+    def _digests_not_keys(cls, digests: tuple[str, ...]) -> tuple[str, ...]:
+        normalised = tuple(digest.strip().lower() for digest in digests)
+        for index, digest in enumerate(normalised):
+            if not KEY_DIGEST.fullmatch(digest):
+                raise ValueError(
+                    f"entry {index} is not a sha256 hex digest (64 hex characters): store the "
+                    "digest of each key (`python -m service hash-key`), never the key"
+                )
+        return normalised

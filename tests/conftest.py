@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import redis
 import torch
+from pydantic import SecretStr
 
 from offline_jobs.bundling.assemble import build_bundle
 from offline_jobs.bundling.fingerprint import config_fingerprint
@@ -33,6 +34,7 @@ from prerank_contract.bundle import sha256_file
 from prerank_contract.gate import GateConfig
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ITEM_HEADS_FILE, MANIFEST_FILE, Manifest, ModelMetrics
+from prerank_contract.redis_client import TLSFiles
 from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
 from prerank_model.models.int_tower import IntTower
@@ -89,6 +91,18 @@ def tiny_settings(artifacts_dir: Path, key_prefix: str) -> JobSettings:
         publish_chunk_bytes=TEST_CHUNK_BYTES,
         gate=TEST_GATE,
     )
+
+
+def job_env(settings: JobSettings) -> dict[str, str]:
+    """The environment that gives `python -m offline_jobs` these settings: every PRERANK_* var
+    of this process dropped, every field that differs from its default set (nested as JSON)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRERANK_")}
+    for name, value in settings.model_dump(mode="json", exclude_defaults=True).items():
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):  # dumped masked: the child needs the value itself
+            value = secret.get_secret_value()
+        env[f"PRERANK_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -301,6 +315,31 @@ def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait(timeout=10)
 
 
+def tls_server_options(port: int, tls: TLSFiles | None) -> list[str]:
+    """redis-server options that serve TLS only, on `port`: `tls`'s certificate and key, and its
+    CA, which must also have signed every client's certificate (required, Redis's default)."""
+    if tls is None:
+        return []
+    return [
+        *("--port", "0", "--tls-port", str(port)),
+        *("--tls-cert-file", str(tls.cert_file), "--tls-key-file", str(tls.key_file)),
+        *("--tls-ca-cert-file", str(tls.ca_file)),
+    ]
+
+
+def tls_client_options(tls: TLSFiles | None) -> dict[str, Any]:
+    """redis-py options of a test's own client of a server started with `tls`: it trusts the CA
+    and presents the server's own certificate (no key usage limits it to serving)."""
+    if tls is None:
+        return {}
+    return {
+        "ssl": True,
+        "ssl_ca_certs": str(tls.ca_file),
+        "ssl_certfile": str(tls.cert_file),
+        "ssl_keyfile": str(tls.key_file),
+    }
+
+
 def delete_prefix(client: redis.Redis, prefix: str) -> None:
     """Delete every key under `prefix` (what a test wrote under a prefix of its own)."""
     doomed = list(client.scan_iter(match=f"{prefix}*", count=1000))
@@ -310,18 +349,42 @@ def delete_prefix(client: redis.Redis, prefix: str) -> None:
 
 class PrivateRedis:
     """A redis-server of the test's own on a loopback port; with `appendonly`, what it held
-    survives stop() + start() (same port, same folder)."""
+    survives stop() + start() (same port, same folder); with `password`, its default user
+    requires it (`requirepass`), and `url` holds none. With `acl_file`, its users are that file's
+    and its own client logs in as `username` with `password`; with `tls` (its certificate, key
+    and CA), it serves TLS only and `url` is rediss://."""
 
-    def __init__(self, folder: Path, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        port: int | None = None,
+        appendonly: bool = False,
+        password: str | None = None,
+        acl_file: Path | None = None,
+        username: str | None = None,
+        tls: TLSFiles | None = None,
+    ) -> None:
         self.folder, self.port, self.appendonly = folder, port or free_port(), appendonly
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password, self.acl_file, self.username, self.tls = password, acl_file, username, tls
+        self.url = f"{'rediss' if tls else 'redis'}://127.0.0.1:{self.port}/0"
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> redis.Redis:
         """Start it; a client once it answers PING."""
-        appendonly = "yes" if self.appendonly else "no"
-        self.processes = [spawn_redis_server(self.port, self.folder, "--appendonly", appendonly)]
-        client = redis.Redis(host="127.0.0.1", port=self.port)
+        options = ["--appendonly", "yes" if self.appendonly else "no"]
+        if self.acl_file is not None:
+            options += ["--aclfile", str(self.acl_file)]
+        elif self.password is not None:
+            options += ["--requirepass", self.password]
+        options += tls_server_options(self.port, self.tls)
+        self.processes = [spawn_redis_server(self.port, self.folder, *options)]
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            **tls_client_options(self.tls),
+        )
         deadline = time.monotonic() + REDIS_START_TIMEOUT_SECONDS
         wait_for_redis(lambda: bool(client.ping()), deadline, f"PING on {self.port}", self.stop)
         return client
@@ -349,12 +412,22 @@ def cluster_port() -> int:
 
 class PrivateCluster:
     """A Redis Cluster of the test's own: `primaries` redis-servers with cluster mode on, on free
-    loopback ports, joined by `redis-cli --cluster create` (no replicas)."""
+    loopback ports, joined by `redis-cli --cluster create` (no replicas). With `acl_file` and
+    `tls`, as `PrivateRedis` (the cluster bus speaks TLS too)."""
 
-    def __init__(self, folder: Path, primaries: int = CLUSTER_PRIMARIES) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        primaries: int = CLUSTER_PRIMARIES,
+        acl_file: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls: TLSFiles | None = None,
+    ) -> None:
         self.folder = folder
         self.ports = [cluster_port() for _ in range(primaries)]
-        self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
+        self.acl_file, self.username, self.password, self.tls = acl_file, username, password, tls
+        self.url = f"{'rediss' if tls else 'redis'}://127.0.0.1:{self.ports[0]}/0"
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
@@ -367,6 +440,7 @@ class PrivateCluster:
                     node_dir,
                     *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
                     *("--appendonly", "no"),
+                    *self._node_options(port),
                 )
             )
         deadline = time.monotonic() + CLUSTER_START_TIMEOUT_SECONDS
@@ -380,11 +454,12 @@ class PrivateCluster:
             [
                 *("redis-cli", "--cluster", "create"),
                 *(f"127.0.0.1:{port}" for port in self.ports),
-                *("--cluster-replicas", "0", "--cluster-yes"),
+                *("--cluster-replicas", "0", "--cluster-yes", *self._cli_options()),
             ],
             check=True,
             capture_output=True,
             timeout=CLUSTER_START_TIMEOUT_SECONDS,
+            env=os.environ | ({} if self.password is None else {"REDISCLI_AUTH": self.password}),
         )
         # `create` returns before every node has seen the others: wait for each to say "ok"
         wait_for_redis(
@@ -396,11 +471,36 @@ class PrivateCluster:
             self.stop,
         )
 
-    @staticmethod
-    def _info(port: int) -> dict[str, str] | None:
+    def _node_options(self, port: int) -> list[str]:
+        """redis-server options of the node on `port` for `acl_file` and `tls`."""
+        options = [] if self.acl_file is None else ["--aclfile", str(self.acl_file)]
+        if self.tls is not None:
+            options += [*tls_server_options(port, self.tls), "--tls-cluster", "yes"]
+        return options
+
+    def _cli_options(self) -> list[str]:
+        """redis-cli options to reach the nodes (its password: REDISCLI_AUTH)."""
+        options = [] if self.username is None else ["--user", self.username]
+        if self.tls is not None:
+            options += ["--tls", "--cacert", str(self.tls.ca_file)]
+            options += ["--cert", str(self.tls.cert_file), "--key", str(self.tls.key_file)]
+        return options
+
+    def _node(self, port: int, **options: Any) -> redis.Redis:
+        """A plain client of the node on `port`, logged in and over TLS as the cluster needs."""
+        return redis.Redis(
+            host="127.0.0.1",
+            port=port,
+            username=self.username,
+            password=self.password,
+            **tls_client_options(self.tls),
+            **options,
+        )
+
+    def _info(self, port: int) -> dict[str, str] | None:
         """CLUSTER INFO of one node, on a new connection (a connection opened before the node
         joined the cluster kept reporting its old state); None while it does not answer."""
-        with redis.Redis(host="127.0.0.1", port=port, decode_responses=True) as node:
+        with self._node(port, decode_responses=True) as node:
             try:
                 info: dict[str, str] = node.cluster("info")
             except redis.ConnectionError:
@@ -409,7 +509,7 @@ class PrivateCluster:
 
     def node_clients(self) -> list[redis.Redis]:
         """One plain client per primary (to see which keys each node holds)."""
-        return [redis.Redis(host="127.0.0.1", port=port) for port in self.ports]
+        return [self._node(port) for port in self.ports]
 
     def stop(self) -> None:
         stop_processes(self.processes)

@@ -148,6 +148,7 @@ def build_bundle(
         )
         graphs = export_graphs(model, sample, tmp)
         parity = check_parity(model, sample, tmp, settings.parity_tolerance)
+        vocabulary = None if data.vocabulary is None else data.vocabulary.write(tmp)
         return Manifest(
             model_name=model.name,
             kind=model.kind,
@@ -175,6 +176,7 @@ def build_bundle(
             item_count=int(table.item_ids.size),
             num_meta_queries=model.num_meta_queries,
             files={},
+            vocabulary=vocabulary,
         )
 
     path, manifest = write_bundle(settings.bundles_dir, version, fill)

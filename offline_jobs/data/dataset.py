@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from prerank_contract.features import PADDING_INDEX, FeatureSchema
+
+if TYPE_CHECKING:  # pyarrow is only loaded by the spec loader that builds vocabularies
+    from offline_jobs.data.vocabulary import Vocabulary
 
 SPLITS = ("train", "validation", "test")
 
@@ -38,6 +42,9 @@ class InteractionData:
             still feeds the feature store, which never sees these values.
         sample_item_features: None, or [n, item_slots] int64, likewise for the candidate item;
             histories and the precomputed catalogue still read `item_features`.
+        vocabulary: for data read from a dataset spec, the raw id and value -> index maps (row
+            i of a feature table is the id `vocabulary.users/items.values[i - 1]`); None for the
+            built-in loaders, whose ids are the row numbers.
     """
 
     name: str
@@ -55,6 +62,7 @@ class InteractionData:
     details: dict[str, object] = field(default_factory=dict)
     sample_user_features: np.ndarray | None = None
     sample_item_features: np.ndarray | None = None
+    vocabulary: Vocabulary | None = None
 
     def __post_init__(self) -> None:
         n = self.user_ids.shape[0]
@@ -100,6 +108,8 @@ class InteractionData:
             if override is not None:
                 digest.update(name.encode())
                 digest.update(np.ascontiguousarray(override).tobytes())
+        if self.vocabulary is not None:  # the same indices for other raw ids are other data
+            digest.update(self.vocabulary.digest())
         return digest.hexdigest()
 
     def user_record(self, user_id: int) -> dict[str, object]:

@@ -12,6 +12,8 @@ from pathlib import Path
 from offline_jobs.data.amazon import load_amazon
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
+from offline_jobs.data.spec import is_spec_path, load_spec
+from offline_jobs.data.spec_data import load_spec_data
 from offline_jobs.data.stream.store import SampleStore
 from offline_jobs.data.synthetic import generate_synthetic, write_synthetic_store
 from offline_jobs.data.taobao import load_taobao
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def load_dataset(settings: JobSettings, *, progress: bool = True) -> InteractionData:
+    if is_spec_path(settings.dataset):
+        return load_spec_data(load_spec(Path(settings.dataset)))
     if settings.dataset == "ml-1m":
         return load_movielens_1m(settings.ml1m, progress=progress)
     if settings.dataset == "ml-100k":

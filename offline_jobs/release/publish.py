@@ -15,9 +15,11 @@ the store's presence marker (`prerank_contract.markers`), written after every re
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,13 +29,12 @@ import orjson
 from tqdm import tqdm
 
 from offline_jobs.data.dataset import InteractionData
-from offline_jobs.settings import JobSettings
 from prerank_contract.bundle import BundleError, verify_bundle_dir
 from prerank_contract.gate import GateConfig, gate_problems
 from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import GateRecord, Manifest
 from prerank_contract.markers import StoreMarker, VersionMarker, utc_now
-from prerank_contract.redis_client import REDIS_ERRORS, RedisClient
+from prerank_contract.redis_client import REDIS_ERRORS
 from prerank_contract.redis_store import (
     active_version,
     check_version,
@@ -82,6 +83,25 @@ class PublishResult:
     bytes_written: int
     seconds: float
     removed_versions: tuple[str, ...]
+    gate: GateRecord | None = None  # the gate's decision; None when nothing was published
+
+
+# `publish_bundle`'s default gate baseline: the version active in Redis when it publishes.
+ACTIVE_BASELINE: Literal["active"] = "active"
+
+
+def user_records(data: InteractionData) -> Iterator[tuple[int, bytes]]:
+    """(user id, feature-store record as JSON) of every user, in user order."""
+    for user_id in range(1, data.num_users + 1):
+        yield user_id, orjson.dumps(data.user_record(user_id))
+
+
+def records_digest(data: InteractionData) -> str:
+    """sha256 over every record `publish_user_features` would write, in the same order."""
+    digest = hashlib.sha256()
+    for _, record in user_records(data):
+        digest.update(record)
+    return digest.hexdigest()
 
 
 def publish_user_features(
@@ -92,32 +112,32 @@ def publish_user_features(
     *,
     version: str | None = None,
     progress: bool = True,
-) -> int:
+) -> StoreMarker:
     """Write every user's profile and latest history to the online feature store, under the
     fingerprint of the data's feature schema (a model only reads records of its own schema), then
     the store's presence marker (naming `version`, the version published with it, when given):
-    last, so a marker is only ever found beside a whole store."""
-    user_ids = range(1, data.num_users + 1)
+    last, so a marker is only ever found beside a whole store. Returns the marker."""
     schema = data.schema.fingerprint
-    for start in tqdm(
-        range(0, len(user_ids), batch_size),
-        desc="feature store",
-        disable=not progress,
-        unit="batch",
-    ):
-        pipe = client.pipeline(transaction=False)
-        for user_id in user_ids[start : start + batch_size]:
-            pipe.set(keys.user(schema, user_id), orjson.dumps(data.user_record(user_id)))
-        try:
-            pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise PublishError(f"writing user features failed: {_redis_reason(exc)}") from exc
+    digest = hashlib.sha256()
+    records = user_records(data)
+    with tqdm(total=data.num_users, desc="feature store", disable=not progress, unit="user") as bar:
+        while batch := list(itertools.islice(records, batch_size)):
+            pipe = client.pipeline(transaction=False)
+            for user_id, record in batch:
+                pipe.set(keys.user(schema, user_id), record)
+                digest.update(record)
+            try:
+                pipe.execute()
+            except REDIS_ERRORS as exc:
+                raise PublishError(f"writing user features failed: {_redis_reason(exc)}") from exc
+            bar.update(len(batch))
     marker = StoreMarker(
         schema_fingerprint=schema,
-        records=len(user_ids),
+        records=data.num_users,
         written_at=utc_now(),
         dataset=data.name,
         version=version,
+        records_sha256=digest.hexdigest(),
     )
     try:
         client.set(keys.store_marker(schema), marker.model_dump_json())
@@ -125,7 +145,7 @@ def publish_user_features(
         raise PublishError(
             f"writing the feature store's marker failed: {_redis_reason(exc)}"
         ) from exc
-    return len(user_ids)
+    return marker
 
 
 def publish_bundle(
@@ -140,6 +160,7 @@ def publish_bundle(
     chunks_per_pipeline: int = CHUNKS_PER_PIPELINE,
     activate: bool = True,
     override_reason: str | None = None,
+    baseline: Manifest | Literal["active"] | None = ACTIVE_BASELINE,
     progress: bool = True,
     on_step: Callable[[str], None] = lambda step: None,
 ) -> PublishResult:
@@ -151,9 +172,11 @@ def publish_bundle(
     file): the fault-injection tests stop the publisher there.
 
     `activate=False` publishes without moving the pointer (a candidate for an A/B split or a
-    later activation). Raises GateRefusedError (the gate refused and no `override_reason` was
-    given), BundleError (bundle invalid, or read-back mismatch) or PublishError (Redis refused a
-    command); in every case the pointer has not moved and the failed version's keys are removed.
+    later activation). The gate compares the version with `baseline`: by default the active one;
+    `restore` passes the one it was compared with when first published. Raises GateRefusedError
+    (the gate refused and no `override_reason` was given), BundleError (bundle invalid, or
+    read-back mismatch) or PublishError (Redis refused a command); in every case the pointer has
+    not moved and the failed version's keys are removed.
     """
     started = time.perf_counter()
     manifest = verify_bundle_dir(bundle_dir)
@@ -169,7 +192,9 @@ def publish_bundle(
             log.warning(
                 "active version %s is damaged in Redis (%s); publishing again", version, exc
             )
-    gated = _gate(client, keys, manifest, active, gate, override_reason)
+    if baseline == ACTIVE_BASELINE:
+        baseline = _active_manifest(client, keys, active, version)
+    gated = _gate(manifest, baseline, gate, override_reason)
     on_step("gated")
     try:
         orphans = _collect_orphans(client, keys, version, orphan_min_idle_seconds)
@@ -201,25 +226,31 @@ def publish_bundle(
     action: Literal["published", "published_inactive"] = (
         "published" if activate else "published_inactive"
     )
-    return PublishResult(version, action, written, seconds, removed)
+    return PublishResult(version, action, written, seconds, removed, gated.gate)
+
+
+def _active_manifest(
+    client: Any, keys: RedisKeys, active: str | None, publishing: str
+) -> Manifest | None:
+    """The manifest of the active version, unless it is the one publishing or unreadable."""
+    if active is None or active == publishing:
+        return None
+    try:
+        return read_manifest_of(client, keys, active)
+    except BundleError as exc:
+        log.warning("active version %s has no readable manifest (%s)", active, exc)
+        return None
 
 
 def _gate(
-    client: Any,
-    keys: RedisKeys,
     manifest: Manifest,
-    active: str | None,
+    baseline: Manifest | None,
     config: GateConfig,
     override_reason: str | None,
 ) -> Manifest:
-    """The manifest to publish, carrying the gate's decision; GateRefusedError when refused."""
-    active_manifest = None
-    if active is not None and active != manifest.version:
-        try:
-            active_manifest = read_manifest_of(client, keys, active)
-        except BundleError as exc:
-            log.warning("active version %s has no readable manifest (%s)", active, exc)
-    problems = gate_problems(manifest, config, active_manifest)
+    """The manifest to publish, carrying the gate's decision against `baseline`;
+    GateRefusedError when refused."""
+    problems = gate_problems(manifest, config, baseline)
     if problems and override_reason is None:
         raise GateRefusedError(
             f"gate refused {manifest.version}: " + "; ".join(problems) + " (nothing written; "
@@ -231,7 +262,7 @@ def _gate(
         checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
         min_auc=config.min_auc,
         max_auc_drop=config.max_auc_drop,
-        compared_with=None if active_manifest is None else active_manifest.version,
+        compared_with=None if baseline is None else baseline.version,
         problems=problems,
         override_reason=override_reason if problems else None,
     )
@@ -375,62 +406,3 @@ def _drop_old_versions(client: Any, keys: RedisKeys, keep: int) -> tuple[str, ..
         client.lrem(keys.versions, 0, version)
         removed.append(version)
     return tuple(removed)
-
-
-def redis_client(settings: JobSettings) -> RedisClient | None:
-    """A connected client, or None (with one line saying so) when Redis does not answer."""
-    try:
-        return settings.connect_redis()
-    except REDIS_ERRORS as exc:
-        print(
-            f"Redis at {settings.redis_url} not reachable ({exc.__class__.__name__}): "
-            f"not publishing; the service serves from {settings.bundles_dir / 'current'}"
-        )
-        return None
-
-
-def publish_version(
-    settings: JobSettings,
-    client: RedisClient,
-    bundle_dir: Path,
-    *,
-    activate: bool = True,
-    override_reason: str | None = None,
-    progress: bool = True,
-) -> None:
-    result = publish_bundle(
-        client,
-        settings.keys,
-        bundle_dir,
-        chunk_bytes=settings.publish_chunk_bytes,
-        keep_versions=settings.publish_keep_versions,
-        orphan_min_idle_seconds=settings.publish_orphan_min_idle_seconds,
-        gate=settings.gate,
-        activate=activate,
-        override_reason=override_reason,
-        progress=progress,
-    )
-    print(f"published {result.version} to {settings.redis_url} ({result.action})")
-
-
-def require_redis(settings: JobSettings, purpose: str) -> RedisClient:
-    """A connected client; a CLI error naming `purpose` when Redis does not answer."""
-    client = redis_client(settings)
-    if client is None:
-        raise ValueError(f"cannot {purpose}: Redis at {settings.redis_url} not reachable")
-    return client
-
-
-def publish_existing(
-    settings: JobSettings,
-    bundle_dir: Path,
-    *,
-    activate: bool = True,
-    override_reason: str | None = None,
-) -> None:
-    if not bundle_dir.is_dir():
-        raise FileNotFoundError(f"{bundle_dir}: not a bundle directory")
-    client = require_redis(settings, f"publish {bundle_dir}")
-    publish_version(
-        settings, client, bundle_dir, activate=activate, override_reason=override_reason
-    )

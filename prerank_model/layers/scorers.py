@@ -8,20 +8,47 @@ from torch import nn
 from prerank_model.layers.mlp import MLP
 
 
+def candidates_last(heads: torch.Tensor) -> torch.Tensor:
+    """heads [N, H, d] -> [H, d, N]: one 2-D transpose of the [N, H * d] rows."""
+    n, num_heads, head_dim = heads.shape
+    return heads.reshape(n, num_heads * head_dim).T.reshape(num_heads, head_dim, n)
+
+
+def candidates_last_similarity(user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
+    """`similarity_matrix` as the exported graph computes it: both sides' heads transposed to
+    [H, d, N], the H_u x H_v x d products one broadcast multiply over rows of d * N contiguous
+    floats, and their sum over d a reduction of a middle axis."""
+    users = candidates_last(user_heads).unsqueeze(1)  # [H_u, 1, d, N]
+    items = candidates_last(item_heads).unsqueeze(0)  # [1, H_v, d, N]
+    return (users * items).sum(dim=2)
+
+
 def similarity_matrix(user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
-    """S[n, i, j] = <user_heads[n, i], item_heads[n, j]>: [N, H_u, H_v] (one batched matmul)."""
-    return torch.matmul(user_heads, item_heads.transpose(1, 2))
+    """S[i, j, n] = <user_heads[n, i], item_heads[n, j]>: [H_u, H_v, N], candidates last.
+
+    One formula, two kernels. While exporting to ONNX it is `candidates_last_similarity`: a
+    few long vector kernels in ONNX Runtime, which runs a matmul batched over the N candidates
+    as one small GEMM call per candidate. In PyTorch (training, evaluation) it is that batched
+    matmul, permuted to the same layout: PyTorch's fastest form, whose backward is two more
+    matmuls where the broadcast multiply's would build two more [H_u, H_v, d, N] products. The
+    export's parity check holds the graph to PyTorch; tests/prerank_model/layers/
+    test_scorers.py checks each kernel against the definition.
+    """
+    if torch.compiler.is_exporting():
+        return candidates_last_similarity(user_heads, item_heads)
+    return torch.matmul(user_heads, item_heads.transpose(1, 2)).permute(1, 2, 0)
 
 
 class LightweightSimilarityScorer(nn.Module):
     """FIT's LSS, following LITE's separable scorer (arXiv 2406.17968).
 
-    S [N, H_u, H_v] -> row-wise FC + ReLU on each row (H_v -> R) -> column-wise FC + ReLU on each
-    column (H_u -> C) -> flatten [N, R * C] -> linear -> logit.
+    S [H_u, H_v] per candidate -> row-wise FC + ReLU on each row (H_v -> R) -> column-wise FC +
+    ReLU on each column (H_u -> C) -> flatten [R * C] -> linear -> logit.
 
-    Each FC runs on its rows flattened to 2-D ([N * H_u, H_v], then [N * R, H_u]), so an exported
-    graph has one GEMM with its bias per layer rather than a batched matmul and a broadcast add,
-    which ONNX Runtime runs faster (the same function and parameters).
+    The candidates stay on the last axis throughout (see `similarity_matrix`), so each FC is a
+    weight matrix times a [features, N]-shaped operand: the row FC one matmul per user head,
+    the column FC and the output one GEMM each with their bias (the same function and
+    parameters as the per-row nn.Linear layers, whose weights they read).
     """
 
     def __init__(self, user_heads: int, item_heads: int, row_dim: int, col_dim: int) -> None:
@@ -31,16 +58,22 @@ class LightweightSimilarityScorer(nn.Module):
         self.output = nn.Linear(row_dim * col_dim, 1)
 
     def forward(self, user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
-        n, num_user_heads, num_item_heads = (
-            user_heads.shape[0],
-            user_heads.shape[1],
-            item_heads.shape[1],
-        )
-        s = similarity_matrix(user_heads, item_heads)  # [N, H_u, H_v]
-        rows = torch.relu(self.row_fc(s.reshape(-1, num_item_heads)))  # [N * H_u, R]
-        by_column = rows.view(n, num_user_heads, -1).transpose(1, 2)  # [N, R, H_u]
-        cols = torch.relu(self.col_fc(by_column.reshape(-1, num_user_heads)))  # [N * R, C]
-        return self.output(cols.view(n, -1)).squeeze(-1)  # [N, R * C] -> [N]
+        n, num_user_heads = user_heads.shape[:2]
+        row_dim, col_dim = self.row_fc.out_features, self.col_fc.out_features
+        s = similarity_matrix(user_heads, item_heads)  # [H_u, H_v, N]
+        rows = torch.relu(
+            torch.matmul(self.row_fc.weight, s) + self.row_fc.bias[:, None]
+        )  # [H_u, R, N]
+        by_column = rows.reshape(num_user_heads, row_dim * n)  # [H_u, R * N]
+        cols = torch.relu(
+            torch.addmm(self.col_fc.bias[:, None], self.col_fc.weight, by_column)
+        )  # [C, R * N]
+        # output.weight reads the flattened [R, C] block row-major; here the rows are (c, r).
+        weight = self.output.weight.view(row_dim, col_dim).T.reshape(1, col_dim * row_dim)
+        logits = torch.addmm(
+            self.output.bias[:, None], weight, cols.reshape(col_dim * row_dim, n)
+        )  # [1, N]
+        return logits.reshape(n)
 
 
 class DotProductScorer(nn.Module):
@@ -80,8 +113,8 @@ class SumMaxScorer(nn.Module):
         if self.cosine:
             user_heads = nn.functional.normalize(user_heads, dim=-1)
             item_heads = nn.functional.normalize(item_heads, dim=-1)
-        s = similarity_matrix(user_heads, item_heads)  # [N, H_u, H_v]
-        return s.amax(dim=-1).sum(dim=-1)
+        s = similarity_matrix(user_heads, item_heads)  # [H_u, H_v, N]
+        return s.amax(dim=1).sum(dim=0)
 
 
 class ConcatMLPScorer(nn.Module):

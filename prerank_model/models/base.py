@@ -40,10 +40,11 @@ def gather_user_heads(user_heads: torch.Tensor, meta_index: torch.Tensor) -> tor
     """Pick each item's user representation by its meta index.
 
     user_heads [K, H_u, d] (one user, the serving case) or [N, K, H_u, d] (one user per item);
-    meta_index [N] -> [N, H_u, d].
+    meta_index [N] -> [N, H_u, d]. The serving case is an `index_select`, which exports as one
+    ONNX Gather of whole rows (advanced indexing exports as a slower GatherND).
     """
     if user_heads.dim() == 3:
-        return user_heads[meta_index]
+        return torch.index_select(user_heads, 0, meta_index)
     return user_heads[torch.arange(meta_index.shape[0]), meta_index]
 
 

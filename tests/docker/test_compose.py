@@ -1,6 +1,8 @@
-"""docker-compose.yml and the Dockerfiles, checked without a Docker engine: what they name
-(Dockerfiles, modules, files, settings, ports, services) exists, and the images are built the way
-we deploy (pinned bases, multi-stage, non-root, a health check on the service)."""
+"""docker-compose.yml and the Dockerfiles, checked without a container engine: what they name
+(Dockerfiles, modules, files, settings, ports, services) exists, and the images are built and run
+the way we deploy (pinned bases, non-root, a health check on the service, a CPU-only torch, the
+replicas on a read-only root). tests/docker/test_images.py and test_podman_stack.py build and run
+them for real with podman."""
 
 from __future__ import annotations
 
@@ -250,12 +252,18 @@ def test_every_pulled_image_is_pinned() -> None:
             assert VERSION_TAG.search(image) and not image.endswith(":latest"), f"{name}: {image}"
 
 
+def test_the_service_image_is_multi_stage() -> None:
+    """Its runtime stage takes the builder's venv and nothing else of it. (The offline image is
+    one stage: docker/Dockerfile.offline says why.)"""
+    instructions = dockerfile_instructions(REPO_ROOT / SERVICE_DOCKERFILE)
+    assert [i.keyword for i in instructions].count("FROM") >= 2
+    assert any(i.keyword == "COPY" and "--from=builder" in i.arguments for i in instructions)
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=str)
-def test_dockerfile_is_multi_stage_pinned_and_non_root(dockerfile: Path) -> None:
+def test_dockerfile_is_pinned_and_non_root(dockerfile: Path) -> None:
     instructions = dockerfile_instructions(REPO_ROOT / dockerfile)
     keywords = [i.keyword for i in instructions]
-    assert keywords.count("FROM") >= 2
-    assert any(i.keyword == "COPY" and "--from=builder" in i.arguments for i in instructions)
     for image in base_images(instructions):
         assert VERSION_TAG.search(image) and not image.endswith(":latest"), image
     users = [i.arguments for i in instructions if i.keyword == "USER"]
@@ -265,9 +273,30 @@ def test_dockerfile_is_multi_stage_pinned_and_non_root(dockerfile: Path) -> None
     installed = [name for run in runs for name in re.findall(r"-r /tmp/(\S+)", run)]
     assert installed, "no requirements file installed"
     if any("torch" in requirement_names(REPO_ROOT / name) for name in installed):
-        # torch only from PyTorch's CPU index: PyPI's Linux wheel pulls GBs of CUDA packages
-        torch_installs = [run for run in runs if "torch==" in run]
-        assert torch_installs and all("download.pytorch.org/whl/cpu" in r for r in torch_installs)
+        assert_torch_is_cpu_only(instructions)
+
+
+def assert_torch_is_cpu_only(instructions: list[Instruction]) -> None:
+    """torch only from a CPU source, alone, and checked after the install: PyPI's Linux wheel
+    pulls GBs of CUDA packages."""
+    args = {
+        name: value
+        for i in instructions
+        if i.keyword == "ARG"
+        for name, _, value in [i.arguments.partition("=")]
+    }
+    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    (install,) = [
+        i.arguments for i in instructions if i.keyword == "RUN" and "torch==" in i.arguments
+    ]
+    pip_installs = [p for p in install.split("pip install")[1:] if "$torch" in p]
+    assert len(pip_installs) == 2  # a local folder of CPU wheels, else the CPU index
+    for pip_install in pip_installs:
+        assert "--no-deps" in pip_install
+        assert '--index-url "$TORCH_INDEX_URL"' in pip_install or (
+            '--no-index --find-links "$TORCH_WHEELS"' in pip_install
+        )
+    assert "torch.version.cuda" in install  # the build fails on a CUDA torch
 
 
 def requirement_names(path: Path) -> set[str]:
@@ -325,3 +354,28 @@ def test_replicas_get_the_time_their_shutdown_drain_takes() -> None:
     for name, service in replicas().items():
         grace = re.fullmatch(r"(\d+)s", service["stop_grace_period"])
         assert grace is not None and int(grace.group(1)) > needed, name
+
+
+def test_replicas_run_on_a_read_only_root_with_tmp_and_their_cache_writable() -> None:
+    for name, service in replicas().items():
+        assert service["read_only"] is True, name
+        assert "/tmp" in service["tmpfs"], name
+        cache_dir = environment(service)[f"{ENV_PREFIX}BUNDLE_CACHE_DIR"]
+        targets = {mount.split(":")[1]: mount for mount in service["volumes"]}
+        assert not targets[cache_dir].endswith(":ro"), name
+        assert targets[cache_dir].split(":")[0] in load_compose()["volumes"], name
+
+
+STANDINS = sorted((REPO_ROOT / "docker" / "standins").glob("Dockerfile.*"))
+
+
+@pytest.mark.parametrize("standin", STANDINS, ids=lambda p: p.name)
+def test_every_standin_replaces_a_pulled_image_and_runs_as_non_root(standin: Path) -> None:
+    """docker.images builds docker/standins/Dockerfile.<service> for a compose service whose
+    pinned image cannot be pulled."""
+    service = services()[standin.name.split(".", 1)[1]]
+    assert "build" not in service and "image" in service
+    instructions = dockerfile_instructions(standin)
+    users = [i.arguments for i in instructions if i.keyword == "USER"]
+    assert users and users[-1] not in ROOT_USERS
+    assert [i.arguments for i in instructions if i.keyword == "FROM"] == ["${BASE_IMAGE}"]

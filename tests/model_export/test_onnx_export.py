@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -17,7 +18,7 @@ from offline_jobs.data.dataset import InteractionData, make_batch
 from offline_jobs.settings import JobSettings
 from offline_jobs.training.loop import new_model
 from prerank_contract.features import PADDING_INDEX
-from prerank_contract.graphs import SCORER, USER_TOWER
+from prerank_contract.graphs import CANDIDATES_AXIS, SCORER, USER_TOWER
 from prerank_contract.manifest import SCORER_FILE, USER_TOWER_FILE
 from prerank_model.models.base import PrerankModel
 
@@ -117,6 +118,26 @@ def test_scorer_takes_other_candidate_counts(exported: Exported, candidates: int
     )
     assert logits.shape == (candidates,)
     np.testing.assert_allclose(logits, expected.numpy(), atol=TOLERANCE, rtol=0)
+
+
+def matmuls_batched_over_candidates(path: Path) -> list[str]:
+    """The MatMul nodes of a graph whose batch axes (all but the last two of the output) include
+    the candidates axis: ONNX Runtime runs such a node as one small GEMM call per candidate."""
+    graph = onnx.shape_inference.infer_shapes(onnx.load(path)).graph
+    shapes = {
+        info.name: [dim.dim_param or dim.dim_value for dim in info.type.tensor_type.shape.dim]
+        for info in (*graph.value_info, *graph.output)
+    }
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul"
+        and any(CANDIDATES_AXIS in str(size) for size in shapes[node.output[0]][:-2])
+    ]
+
+
+def test_scorer_graph_runs_no_matrix_product_per_candidate(exported: Exported) -> None:
+    assert matmuls_batched_over_candidates(exported.out_dir / SCORER_FILE) == []
 
 
 def test_check_parity_fails_when_weights_change_after_export(exported: Exported) -> None:

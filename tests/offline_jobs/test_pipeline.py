@@ -13,7 +13,9 @@ import redis
 from prerank_contract.features import FeatureSchema
 from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_store import active_version
+from prerank_contract.vocabulary import BundleVocabulary, read_values
 from tests.conftest import REDIS_URL, REPO_ROOT, TINY_MODEL, TINY_TRAIN, TINY_WORLD
+from tests.offline_jobs.data.shop_files import write_shop
 
 
 def run_job(artifacts: Path, prefix: str, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -121,3 +123,32 @@ def test_a_store_for_a_loader_that_reads_files_whole_is_refused(tmp_path: Path) 
     )
     assert result.returncode == 2
     assert "PRERANK_TRAIN_STORE: the ml-100k loader reads its files whole" in result.stderr
+
+
+def test_run_trains_from_a_dataset_spec_and_names_what_is_wrong_in_one(
+    tmp_path: Path, tiny_data
+) -> None:
+    shop = write_shop(tiny_data, tmp_path / "shop", "csv")
+    args = ("--no-publish", "--dataset", str(shop.spec))
+    done = run_job(tmp_path / "artifacts", "unused:", *args, PRERANK_MODELS='["fit"]')
+    assert done.returncode == 0, done.stderr
+    served = (tmp_path / "artifacts" / "bundles" / "current").resolve()
+    manifest = json.loads((served / "manifest.json").read_text())
+    assert manifest["dataset"]["name"] == "shop"
+    assert manifest["dataset"]["users"] == tiny_data.num_users
+    names = [f["name"] for f in manifest["feature_schema"]["fields"]]
+    assert names == ["user_id", "gender", "age", "region", "item_id", "category", "tags", "price"]
+    # the vocabularies travel with the model, checksummed like every file
+    vocabulary = BundleVocabulary.model_validate(manifest["vocabulary"])
+    items = vocabulary.of(vocabulary.item_id_field)
+    assert items.file in manifest["files"] and items.value_type == "string"
+    assert read_values(served / items.file).to_pylist() == shop.items
+    sizes = {f["name"]: f["vocab_size"] for f in manifest["feature_schema"]["fields"]}
+    assert {f.field: f.size for f in vocabulary.fields} == sizes
+    age = vocabulary.of("age")
+    assert age.file is None and age.boundaries and len(age.boundaries) == sizes["age"] - 2
+
+    shop.spec.write_text(shop.spec.read_text() + "colour: blue\n")
+    wrong = run_job(tmp_path / "artifacts", "unused:", "--dataset", str(shop.spec))
+    assert wrong.returncode == 2
+    assert f"error: {shop.spec}: colour: Extra inputs are not permitted" in wrong.stderr

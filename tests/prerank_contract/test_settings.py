@@ -6,19 +6,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 
 from offline_jobs.settings import JobSettings
 from prerank_contract.settings import (
     ENV_PREFIX,
+    CommonSettings,
     closest_setting,
     known_setting_names,
     load_settings,
     setting_names,
 )
 from service.settings import ServiceSettings
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, PrivateRedis
+from tests.prerank_contract.credentials import WAYS, credentials_env
 
 TYPO_HINT = "error: PRERANK_DEADLINE_MSS is not a setting (did you mean PRERANK_DEADLINE_MS?)"
 
@@ -128,3 +133,106 @@ def test_the_real_cli_refuses_a_misspelt_variable_before_doing_anything(
     assert result.stdout == ""  # no versions listed, no server started
     assert TYPO_HINT in result.stderr.splitlines()
     assert "Uvicorn running" not in result.stderr
+
+
+SECRET = "S3cretPassw0rd"
+
+
+def password_file(folder: Path, content: str = SECRET + "\n") -> Path:
+    path = folder / "redis_password"
+    path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        (
+            {
+                "PRERANK_REDIS_URL": f"redis://:{SECRET}@127.0.0.1:6379/0",
+                "PRERANK_REDIS_PASSWORD": SECRET,
+            },
+            "redis_password: redis_url holds a password already",
+        ),
+        (
+            {"PRERANK_REDIS_PASSWORD": SECRET, "PRERANK_REDIS_PASSWORD_FILE": "{file}"},
+            "redis_password and redis_password_file: give one of them, not both",
+        ),
+        (
+            {"PRERANK_REDIS_URL": "redis://admin@127.0.0.1:6379/0", "PRERANK_REDIS_USERNAME": "a"},
+            "redis_username: redis_url names a user already",
+        ),
+        (
+            {"PRERANK_REDIS_URL": f"redis://a:{SECRET}@h:1/3", "PRERANK_REDIS_CLUSTER": "true"},
+            "a Redis Cluster has database 0 only, not 'redis://a:***@h:1/3'",
+        ),
+    ],
+)
+def test_a_credential_given_twice_is_refused_without_showing_it(
+    variables: dict[str, str],
+    named: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value.format(file=password_file(tmp_path)))
+    error = refusal(JobSettings, capsys)
+    assert named in error
+    assert SECRET not in error
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(None, "cannot read {path} (FileNotFoundError)"), ("\n", "{path} is empty")],
+)
+def test_a_password_file_that_gives_no_password_is_refused_naming_it(
+    content: str | None,
+    problem: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "redis_password"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("PRERANK_REDIS_PASSWORD_FILE", str(path))
+    assert f"redis_password_file: {problem.format(path=path)}" in refusal(ServiceSettings, capsys)
+
+
+def test_an_invalid_value_is_echoed_unless_it_is_a_secret_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PRERANK_PORT", "eighty")
+    monkeypatch.setenv("PRERANK_API_KEY_HASHES", f'["{SECRET}"]')  # a key where its digest goes
+    error = refusal(ServiceSettings, capsys)
+    assert "port: Input should be a valid integer" in error and "(given: 'eighty')" in error
+    assert "api_key_hashes: Value error, entry 0 is not a sha256 hex digest" in error
+    assert SECRET not in error
+
+
+@pytest.fixture
+def password_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A private redis-server whose default user requires SECRET."""
+    server = PrivateRedis(tmp_path, password=SECRET)
+    server.start().close()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_the_client_authenticates_with_the_password_given_each_way(
+    way: str, password_redis: PrivateRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = f"127.0.0.1:{password_redis.port}"
+    for name, value in credentials_env(way, address, "default", SECRET, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    settings = CommonSettings()
+    client = settings.connect_redis()
+    assert client.ping()
+    client.close()
+    assert SECRET not in settings.redis_url_redacted
+    for name, value in credentials_env(way, address, "default", "not-it", tmp_path).items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(redis.AuthenticationError):
+        CommonSettings().connect_redis()

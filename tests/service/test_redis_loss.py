@@ -2,12 +2,14 @@
 persistence does) while a service follows it under load. The service notices on its next poll,
 flags every answer `feature_store_lost`, names the lost store and the missing pointer in /readyz
 and /metrics, keeps answering from memory, and clears all of it once everything is published
-again, answering as before the loss."""
+again by `python -m offline_jobs restore`, answering as before the loss."""
 
 from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,12 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
+from offline_jobs.release.commands import publish_feature_store, publish_version
 from prerank_contract.keys import RedisKeys
+from prerank_contract.redis_store import active_version, published_versions
 from service.lifecycle import PresenceWatch
 from service.settings import ServiceSettings
 from service.snapshot import Snapshot
 from service.state import Serving
-from tests.conftest import PrivateRedis, publish_test_bundle, start_service
+from tests.conftest import REPO_ROOT, PrivateRedis, job_env, start_service, tiny_settings
 
 KEYS = RedisKeys("loss:")
 POLL_SECONDS = 0.2
@@ -101,11 +105,16 @@ def server(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
-def test_a_flushed_redis_is_noticed_at_once_and_cleared_by_publishing_again(
+def test_a_flushed_redis_is_noticed_at_once_and_restored_in_one_command(
     server: PrivateRedis, fit_bundle, tiny_data, tmp_path: Path
 ) -> None:
     client = server.start()
-    publish_test_bundle(client, KEYS, fit_bundle.path, users=tiny_data)
+    job = tiny_settings(tmp_path / "artifacts", KEYS.prefix).model_copy(
+        update={"redis_url": server.url}
+    )
+    version = fit_bundle.manifest.version
+    publish_feature_store(job, client, tiny_data, version, progress=False)
+    publish_version(job, client, fit_bundle.path, progress=False)
     service = start_service(
         {
             "PRERANK_REDIS_URL": server.url,
@@ -143,7 +152,14 @@ def test_a_flushed_redis_is_noticed_at_once_and_cleared_by_publishing_again(
                 for name in ("prerank_feature_store_lost", "prerank_active_pointer_missing")
             ]
             republished = time.monotonic()
-            publish_test_bundle(client, KEYS, fit_bundle.path, users=tiny_data)  # as restore will
+            restore = subprocess.run(
+                [sys.executable, "-m", "offline_jobs", "restore", "--quiet"],
+                cwd=REPO_ROOT,
+                env=job_env(job),
+                capture_output=True,
+                text=True,
+            )
+            restored = (active_version(client, KEYS), published_versions(client, KEYS))
             wait_for(lambda: ready()["degraded"] == {}, "/readyz to clear")
             cleared = time.monotonic()
             load.wait_answers(cleared)
@@ -157,6 +173,10 @@ def test_a_flushed_redis_is_noticed_at_once_and_cleared_by_publishing_again(
         client.close()
 
     assert [a[2] for a in load.answers if a[2] != 200] == [], log
+    assert restore.returncode == 0, restore.stderr
+    assert restored == (version, [version])
+    schema = tiny_data.schema.fingerprint
+    assert f"feature store {schema}: {tiny_data.num_users} records restored" in restore.stdout
     before = load.within(answered_by=flushed)
     assert len(before) >= ANSWERS_PER_PHASE
     assert all(not a["degraded"] and a["user_source"] == "feature_store" for a in before)
@@ -166,11 +186,11 @@ def test_a_flushed_redis_is_noticed_at_once_and_cleared_by_publishing_again(
     assert len(during) >= ANSWERS_PER_PHASE
     assert all(a["degraded"] and "feature_store_lost" in a["degraded_reasons"] for a in during)
     assert all(a["user_source"] == "cold_start" and len(a["items"]) == 50 for a in during)
-    assert lost["ready"] is True and lost["version"] == fit_bundle.manifest.version
+    assert lost["ready"] is True and lost["version"] == version
     degraded = lost["degraded"]
     assert KEYS.store_marker(tiny_data.schema.fingerprint) in degraded["feature_store_lost"]
     assert KEYS.active in degraded["active_pointer_missing"]
-    assert fit_bundle.manifest.version in degraded["version_lost"]
+    assert version in degraded["version_lost"]
     # since when, to the second: between the flush and the moment /readyz said so
     (since,) = ISO_SECONDS.findall(degraded["feature_store_lost"])
     since_unix = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from offline_jobs.release.publish import PublishError, publish_user_features
+from offline_jobs.release.publish import PublishError, publish_user_features, records_digest
 from prerank_contract.keys import RedisKeys
 from prerank_contract.markers import StoreMarker, VersionMarker, read_marker
 from prerank_contract.redis_store import active_version
@@ -35,12 +35,13 @@ def test_the_feature_store_marker_says_what_was_written(redis_server: redis.Redi
     )
     schema = tiny_data.schema.fingerprint
     marker = read_marker(redis_server, keys.store_marker(schema), StoreMarker)
-    assert marker is not None
-    assert (marker.schema_fingerprint, marker.records) == (schema, written)
+    assert marker == written
+    assert (marker.schema_fingerprint, marker.records) == (schema, tiny_data.num_users)
+    assert marker.records_sha256 == records_digest(tiny_data)
     assert (marker.dataset, marker.version) == (tiny_data.name, "fit-m1")
     assert before <= datetime.fromisoformat(marker.written_at) <= datetime.now(UTC)
     records = list(redis_server.scan_iter(match=keys.user_pattern(schema)))
-    assert len(records) == written == tiny_data.num_users  # the marker is no record
+    assert len(records) == tiny_data.num_users  # the marker is no record
 
 
 def test_a_store_cut_short_leaves_no_marker(redis_server: redis.Redis, tiny_data) -> None:

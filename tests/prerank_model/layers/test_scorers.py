@@ -11,9 +11,20 @@ from prerank_model.layers.scorers import (
     HeadwiseDotScorer,
     LightweightSimilarityScorer,
     SumMaxScorer,
+    similarity_matrix,
 )
 
 N, H_U, H_V, D, R, C = 4, 3, 2, 5, 4, 3
+KERNELS = ["pytorch", "exported"]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the scorers with PyTorch's kernels, or with the ones an exported graph computes
+    (what `torch.compiler.is_exporting()` selects while exporting)."""
+    if request.param == "exported":
+        monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    return str(request.param)
 
 
 def naive_lss(scorer: LightweightSimilarityScorer, user: torch.Tensor, item: torch.Tensor) -> float:
@@ -44,7 +55,7 @@ def naive_lss(scorer: LightweightSimilarityScorer, user: torch.Tensor, item: tor
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @torch.no_grad()
-def test_lss_equals_the_naive_loop_formula(seed: int) -> None:
+def test_lss_equals_the_naive_loop_formula(seed: int, kernel: str) -> None:
     torch.manual_seed(seed)
     scorer = LightweightSimilarityScorer(H_U, H_V, R, C)
     user, item = torch.randn(N, H_U, D), torch.randn(N, H_V, D)
@@ -52,6 +63,69 @@ def test_lss_equals_the_naive_loop_formula(seed: int) -> None:
     assert logits.shape == (N,)
     expected = torch.tensor([naive_lss(scorer, user[n], item[n]) for n in range(N)])
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+
+
+def per_row_lss(
+    scorer: LightweightSimilarityScorer, user: torch.Tensor, item: torch.Tensor
+) -> torch.Tensor:
+    """LSS as the paper writes it, each nn.Linear applied to its rows of S [N, H_u, H_v]."""
+    s = torch.einsum("nid,njd->nij", user, item)
+    rows = torch.relu(scorer.row_fc(s))  # [N, H_u, R]
+    cols = torch.relu(scorer.col_fc(rows.transpose(1, 2)))  # [N, R, C]
+    return scorer.output(cols.flatten(1)).squeeze(-1)
+
+
+def test_similarity_matrix_is_every_head_pairs_dot_product_candidates_last(kernel: str) -> None:
+    generator = torch.Generator().manual_seed(8)
+    user = torch.randn(N, H_U, D, generator=generator)
+    item = torch.randn(N, H_V, D, generator=generator)
+    s = similarity_matrix(user, item)
+    assert s.shape == (H_U, H_V, N)
+    expected = [
+        [[float(user[n, i] @ item[n, j]) for n in range(N)] for j in range(H_V)] for i in range(H_U)
+    ]
+    torch.testing.assert_close(s, torch.tensor(expected), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@torch.no_grad()
+def test_lss_loads_a_state_dict_and_gives_the_per_row_formulas_logits(
+    seed: int, kernel: str
+) -> None:
+    """The same parameters as per-row nn.Linear layers: a state dict saved by a model that ran
+    them loads unchanged and scores the same."""
+    generator = torch.Generator().manual_seed(seed)
+    saved = LightweightSimilarityScorer(H_U, H_V, R, C).state_dict()
+    assert {name: tuple(t.shape) for name, t in saved.items()} == {
+        "row_fc.weight": (R, H_V),
+        "row_fc.bias": (R,),
+        "col_fc.weight": (C, H_U),
+        "col_fc.bias": (C,),
+        "output.weight": (1, R * C),
+        "output.bias": (1,),
+    }
+    scorer = LightweightSimilarityScorer(H_U, H_V, R, C)
+    scorer.load_state_dict(saved)
+    candidates = 500  # enough pairs for every ReLU pattern to occur
+    user = torch.randn(candidates, H_U, D, generator=generator)
+    item = torch.randn(candidates, H_V, D, generator=generator)
+    expected = per_row_lss(scorer, user, item)
+    torch.testing.assert_close(scorer(user, item), expected, atol=1e-5, rtol=0)
+
+
+def test_lss_gradients_reach_both_sides_and_every_parameter() -> None:
+    torch.manual_seed(9)
+    scorer = LightweightSimilarityScorer(H_U, H_V, R, C)
+    user = torch.randn(64, H_U, D, requires_grad=True)
+    item = torch.randn(64, H_V, D, requires_grad=True)
+    scorer(user, item).sum().backward()
+    reference_user = user.detach().clone().requires_grad_()
+    reference_item = item.detach().clone().requires_grad_()
+    per_row_lss(scorer, reference_user, reference_item).sum().backward()
+    for grad, expected in [(user.grad, reference_user.grad), (item.grad, reference_item.grad)]:
+        assert grad is not None and expected is not None
+        torch.testing.assert_close(grad, expected, atol=1e-5, rtol=0)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in scorer.parameters())
 
 
 @torch.no_grad()
@@ -94,7 +168,9 @@ def test_headwise_dot_pairs_head_h_with_head_h_only() -> None:
 
 @pytest.mark.parametrize("cosine", [False, True])
 @torch.no_grad()
-def test_sum_max_is_the_sum_over_user_heads_of_the_best_item_head(cosine: bool) -> None:
+def test_sum_max_is_the_sum_over_user_heads_of_the_best_item_head(
+    cosine: bool, kernel: str
+) -> None:
     generator = torch.Generator().manual_seed(6)
     user, item = (
         torch.randn(N, H_U, D, generator=generator),

@@ -141,8 +141,8 @@ def test_fc_is_an_mlp_over_the_concatenated_heads(
     torch.testing.assert_close(model(*pairs), x.squeeze(-1), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["fit_summax", "fit_fc"])
-def test_onnx_export_of_the_new_scorers_matches_pytorch(
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_onnx_export_of_each_ablation_matches_pytorch(
     name: str, tiny_data: InteractionData, job_settings: JobSettings, tmp_path: Path
 ) -> None:
     check_export_parity(build(name, tiny_data, job_settings), tiny_data, tmp_path)
