@@ -93,6 +93,24 @@ def tiny_settings(artifacts_dir: Path, key_prefix: str) -> JobSettings:
     )
 
 
+WAIT_SECONDS = 30.0  # deadline of a wait for a state that must come: reaching it is a failure
+PROBE_SECONDS = 0.05  # between probes while waiting
+
+
+def wait_for(
+    condition: Callable[[], object], what: str, log: Callable[[], str] | None = None
+) -> Any:
+    """Poll `condition` until it returns something true, and return that; past `WAIT_SECONDS`
+    fail naming `what` (and showing `log()`, e.g. a service's log, when given)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(PROBE_SECONDS)
+    raise AssertionError(f"timed out waiting for {what}" + ("" if log is None else f":\n{log()}"))
+
+
 def job_env(settings: JobSettings) -> dict[str, str]:
     """The environment that gives `python -m offline_jobs` these settings: every PRERANK_* var
     of this process dropped, every field that differs from its default set (nested as JSON)."""

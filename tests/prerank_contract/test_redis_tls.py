@@ -10,8 +10,7 @@ import re
 import secrets
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,13 @@ from tests.conftest import (
     job_env,
     start_service,
     tiny_settings,
+    wait_for,
 )
 from tests.service.acl_users import ADMIN_USER, acl_with_admin, new_passwords
 
 KEYS = RedisKeys()  # users.acl is written for the default prefix; each server is the test's own
 POLL_SECONDS = 0.2
-WAIT_SECONDS = 30.0  # deadline of a wait for a state that must come: reaching it is a failure
 CLI_TIMEOUT_SECONDS = 120.0  # the jobs' CLI imports torch before it connects: slow on 2 cores
-PROBE_SECONDS = 0.05
 CANDIDATES = 50
 REQUESTS = 3  # known users, asked in turn: later reads may reuse the store's TLS connection
 CERTIFICATE_DAYS = "2"  # the test's certificates outlive any run of the suite
@@ -140,17 +138,6 @@ def tls_settings(tls: TLSFiles) -> dict[str, Any]:
 
 def tls_env(tls: TLSFiles) -> dict[str, str]:
     return {f"PRERANK_{name.upper()}": str(path) for name, path in tls_settings(tls).items()}
-
-
-def wait_for(condition: Callable[[], Any], what: str, log: Callable[[], str]) -> Any:
-    """Poll `condition` until it returns something true, and return that; fail past the wait."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(PROBE_SECONDS)
-    raise AssertionError(f"timed out waiting for {what}:\n{log()}")
 
 
 def readiness(service: ServiceProcess) -> dict[str, Any]:

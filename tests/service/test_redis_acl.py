@@ -7,7 +7,6 @@ The event consumer's user is only checked for what it may touch: no consumer exi
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +40,12 @@ from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_store import active_version, published_versions
 from prerank_contract.traffic import TrafficSplit
 from research.service_process import ServiceProcess
-from tests.conftest import PrivateRedis, clone_bundle, start_service, tiny_settings
+from tests.conftest import PrivateRedis, clone_bundle, start_service, tiny_settings, wait_for
 from tests.service.acl_users import ADMIN_USER, acl_with_admin, new_passwords
 
 # users.acl is written for the default key prefix; a private server holds no one else's keys
 KEYS = RedisKeys()
 POLL_SECONDS = 0.2
-WAIT_SECONDS = 30.0  # deadline of a wait for a state that must come: reaching it is a failure
-PROBE_SECONDS = 0.05
 DIGEST = re.compile(r"#[0-9a-f]{64}")  # a password digest in an ACL file
 CANDIDATES = 50
 
@@ -87,17 +84,6 @@ def acl_server(tmp_path: Path) -> Iterator[AclServer]:
     yield AclServer(server, admin, passwords)
     admin.close()
     server.stop()
-
-
-def wait_for(condition: Callable[[], Any], what: str, log: Callable[[], str]) -> Any:
-    """Poll `condition` until it returns something true, and return that; fail past the wait."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(PROBE_SECONDS)
-    raise AssertionError(f"timed out waiting for {what}:\n{log()}")
 
 
 def serving(service: ServiceProcess) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from service.lifecycle import PresenceWatch
 from service.settings import ServiceSettings
 from service.snapshot import Snapshot
 from service.state import Serving
-from tests.conftest import REPO_ROOT, PrivateRedis, job_env, start_service, tiny_settings
+from tests.conftest import REPO_ROOT, PrivateRedis, job_env, start_service, tiny_settings, wait_for
 
 KEYS = RedisKeys("loss:")
 POLL_SECONDS = 0.2
@@ -35,8 +35,6 @@ POLL_SECONDS = 0.2
 # 2-core machine the poll thread shares the cores with uvicorn, the load thread, this test's own
 # /readyz probes and the rest of the suite, so a poll may start well after it is due.
 NOTICE_MARGIN_SECONDS = 2.0
-WAIT_SECONDS = 30.0  # deadline of a wait for a state that must come: reaching it is a failure
-PROBE_SECONDS = 0.05  # between /readyz or /metrics probes while waiting
 ANSWERS_PER_PHASE = 20  # answers each phase must collect, so "every answer" means something
 ISO_SECONDS = re.compile(r"since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 
@@ -78,17 +76,6 @@ class Load:
 
     def wait_answers(self, start: float, count: int = ANSWERS_PER_PHASE) -> None:
         wait_for(lambda: len(self.within(start)) >= count, f"{count} answers")
-
-
-def wait_for(condition: Callable[[], object], what: str) -> Any:
-    """Poll `condition` until it returns something true, and return that; fail past the wait."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(PROBE_SECONDS)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def gauge(url: str, name: str) -> float:
