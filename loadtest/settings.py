@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from prerank_contract.bundle import read_manifest
+from prerank_contract.http import AnswerFormat
 from prerank_contract.manifest import ITEM_IDS_FILE
 from prerank_contract.settings import CommonSettings
 
@@ -70,6 +71,12 @@ class LoadSettings(CommonSettings):
         description="history ids sent per request (0: none sent, the feature store's is used)",
     )
     load_top_k: int = Field(default=200, ge=1, description="top_k of each request")
+    load_wire_format: AnswerFormat = Field(
+        default="json",
+        description="how the Locust users speak to /prerank: json (JSON both ways), msgpack "
+        "(MessagePack body and columnar MessagePack answer) or columnar_json (JSON body, "
+        "columnar JSON answer)",
+    )
     load_seed: int = Field(default=0, description="seed of the drawn requests")
     load_bodies: int = Field(
         default=512, ge=1, description="distinct request bodies, drawn once and cycled through"

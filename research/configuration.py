@@ -151,9 +151,11 @@ def default_text(value: Any) -> str:
     if value is None:
         return "unset"
     if isinstance(value, Path):
+        # Relative within the checkout and beside it (../shared), so the text does not depend on
+        # where the repository lies; a system path (/etc/...) as it is.
         return (
             Path(os.path.relpath(value, REPO_ROOT)).as_posix()
-            if value.is_absolute() and value.is_relative_to(REPO_ROOT)
+            if value.is_absolute() and value.is_relative_to(REPO_ROOT.parent)
             else str(value)
         )
     if isinstance(value, bool):

@@ -1,6 +1,6 @@
 """The request path: parse (and the user's arm) -> gather -> user features -> user tower ->
-scorer -> top-k -> JSON. One request reads one `Serving` and is scored by the one snapshot of
-its user's arm."""
+scorer -> top-k -> the answer's wire format. One request reads one `Serving` and is scored by the
+one snapshot of its user's arm."""
 
 from __future__ import annotations
 
@@ -10,13 +10,20 @@ from collections.abc import Container, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import msgpack
 import numpy as np
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from prerank_contract.features import PADDING_INDEX
 from prerank_contract.graphs import DTYPES, USER_FEATURES
-from prerank_contract.http import DegradedReason, UserSource, encode_answer
+from prerank_contract.http import (
+    AnswerFormat,
+    BodyFormat,
+    DegradedReason,
+    UserSource,
+    encode_answer,
+)
 from prerank_contract.traffic import Arm
 from service.feature_store import FeatureStore, FeatureStoreUnavailableError, UserRecord
 from service.metrics import FALLBACK_STAGE, NO_ARM, Metrics
@@ -49,19 +56,41 @@ class StageTimer:
 
 @dataclass(frozen=True)
 class Answer:
-    """The JSON bytes of a `PrerankResponse` and the arm that produced them."""
+    """The bytes of a `PrerankResponse` (or its columnar form) and the arm that produced them."""
 
     payload: bytes
     arm: Arm
 
 
-def parse_request(body: bytes, max_candidates: int, max_history: int) -> PrerankRequest:
+def loc_part(part: str | int | bytes) -> str | int:
+    """A part of an error's location as JSON can carry it: a MessagePack map key may be binary."""
+    return part.decode("utf-8", "backslashreplace") if isinstance(part, bytes) else part
+
+
+def decode_msgpack(body: bytes) -> object:
+    """A MessagePack body as Python values; one that is not MessagePack (or has a map key that is
+    not a string) is a 422 at `["body"]`, as invalid JSON is."""
     try:
-        request = PrerankRequest.model_validate_json(body)
+        return msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise RequestValidationError(
+            [{"type": "msgpack_invalid", "loc": ("body",), "msg": f"Invalid MessagePack: {exc}"}]
+        ) from exc
+
+
+def parse_request(
+    body: bytes, max_candidates: int, max_history: int, body_format: BodyFormat = "json"
+) -> PrerankRequest:
+    """The validated request, whichever the wire format: one model, one set of rules."""
+    try:
+        if body_format == "msgpack":
+            request = PrerankRequest.model_validate(decode_msgpack(body))
+        else:
+            request = PrerankRequest.model_validate_json(body)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in errors]
+            [{**error, "loc": ("body", *map(loc_part, error["loc"]))} for error in errors]
         ) from exc
     if len(request.candidates) > max_candidates:
         raise invalid(
@@ -157,15 +186,18 @@ def rank(
     max_history: int,
     deadline: float = math.inf,
     lost_stores: Container[str] = frozenset(),
+    body_format: BodyFormat = "json",
+    answer_format: AnswerFormat = "json",
 ) -> Answer:
     """Answer one /prerank body. `deadline` (time.perf_counter seconds) is checked before the
     feature read, the user tower and the scorer, and bounds the feature read's wait: once past it,
     the known candidates are put in the snapshot's precomputed fallback order and the answer is
     flagged degraded. `lost_stores`: the schema fingerprints whose feature store Redis lost
-    (`ServiceState.loss`); an answer of a model of one is flagged degraded, `feature_store_lost`."""
+    (`ServiceState.loss`); an answer of a model of one is flagged degraded, `feature_store_lost`.
+    `body_format` and `answer_format`: the wire formats of the body and of the answer."""
     timer = StageTimer(metrics)
     started = time.perf_counter()
-    request = parse_request(body, max_candidates, max_history)
+    request = parse_request(body, max_candidates, max_history, body_format)
     candidates = np.asarray(request.candidates, dtype=np.int64)
     candidate_ids, duplicates = deduplicate(candidates)
     snapshot, arm = serving.pick(request.user_id)
@@ -217,6 +249,7 @@ def rank(
             duplicate_ids=duplicates,
             user_source=source,
             degraded_reasons=reasons,
+            answer_format=answer_format,
         )
     return Answer(payload, arm)
 

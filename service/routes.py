@@ -14,7 +14,17 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from prerank_contract.http import DEADLINE_HEADER, WORKER_HEADER
+from prerank_contract.http import (
+    ANSWER_TYPES,
+    COLUMNAR_JSON_TYPE,
+    DEADLINE_HEADER,
+    JSON_TYPE,
+    MSGPACK_TYPE,
+    MSGPACK_TYPES,
+    WORKER_HEADER,
+    AnswerFormat,
+    BodyFormat,
+)
 from prerank_contract.traffic import CONTROL, Arm
 from service.auth import may_see_detail
 from service.metrics import NO_ARM
@@ -22,6 +32,7 @@ from service.ranking import rank
 from service.schemas import (
     Cluster,
     ClustersResponse,
+    ColumnarPrerankResponse,
     PrerankRequest,
     PrerankResponse,
     ValidationErrors,
@@ -45,7 +56,14 @@ State = Annotated[ServiceState, Depends(get_state)]
 _PRERANK_OPENAPI = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": PrerankRequest.model_json_schema()}},
+        "description": f"JSON by default; `Content-Type: {MSGPACK_TYPE}` (or "
+        f"`{MSGPACK_TYPES[1]}`) sends the same fields as a MessagePack map, validated by the "
+        "same rules (the same 413 and 422s, and a body that is not MessagePack is a 422 at "
+        '`["body"]`, as invalid JSON is)',
+        "content": {
+            media_type: {"schema": PrerankRequest.model_json_schema()}
+            for media_type in (JSON_TYPE, MSGPACK_TYPE)
+        },
     },
     "parameters": [
         {
@@ -85,6 +103,53 @@ def request_deadline(request: Request, settings: ServiceSettings, arrived: float
     return arrived + milliseconds / 1000
 
 
+def body_format(request: Request) -> BodyFormat:
+    """MessagePack when the Content-Type says so; anything else is parsed as JSON."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return "msgpack" if media_type in MSGPACK_TYPES else "json"
+
+
+# What each media range of an Accept header asks of /prerank; a wildcard gets the JSON answer.
+_ACCEPTABLE: dict[str, AnswerFormat] = {
+    "*/*": "json",
+    "application/*": "json",
+    JSON_TYPE: "json",
+    COLUMNAR_JSON_TYPE: "columnar_json",
+    **dict.fromkeys(MSGPACK_TYPES, "msgpack"),
+}
+
+
+def media_range_quality(params: list[str]) -> float:
+    """The `q` of one Accept media range (1 when absent or unreadable: be lenient with callers)."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return min(max(float(value), 0.0), 1.0)
+            except ValueError:
+                return 1.0
+    return 1.0
+
+
+def answer_format(accept: str | None) -> AnswerFormat | None:
+    """The answer's format for an Accept header: the acceptable range of highest q (a named type
+    before a wildcard); JSON when the header is absent; None when it names only what we cannot
+    write."""
+    if accept is None or not accept.strip():
+        return "json"
+    best: tuple[float, bool, AnswerFormat] | None = None
+    for media_range in accept.split(","):
+        media_type, *params = media_range.split(";")
+        chosen = _ACCEPTABLE.get(media_type.strip().lower())
+        quality = media_range_quality(params)
+        if chosen is None or quality <= 0:
+            continue
+        rank_key = (quality, "*" not in media_type, chosen)
+        if best is None or rank_key[:2] > best[:2]:
+            best = rank_key
+    return None if best is None else best[2]
+
+
 async def read_body(request: Request, limit: int) -> bytes | None:
     """The body, or None as soon as it exceeds `limit` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
@@ -104,6 +169,21 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     response_model=PrerankResponse,
     openapi_extra=_PRERANK_OPENAPI,
     responses={
+        200: {
+            "description": f"The answer. JSON by default (`{JSON_TYPE}`, `*/*` or no Accept): "
+            f"items as objects. `Accept: {MSGPACK_TYPE}` (or `{MSGPACK_TYPES[1]}`) answers "
+            f"MessagePack and `Accept: {COLUMNAR_JSON_TYPE}` JSON, both columnar: `item_ids` and "
+            "`scores` (float 64, equal to the JSON answer's) as parallel arrays, plus "
+            "`meta_index` with `explain`. Errors are always JSON.",
+            "content": {
+                media_type: {"schema": ColumnarPrerankResponse.model_json_schema()}
+                for media_type in (MSGPACK_TYPE, COLUMNAR_JSON_TYPE)
+            },
+        },
+        406: {
+            "description": "the Accept header names only formats /prerank cannot answer in",
+            "content": {JSON_TYPE: {"schema": {"type": "object"}}},
+        },
         413: {"model": ValidationErrors, "description": "body larger than PRERANK_MAX_BODY_BYTES"},
         422: {
             "model": ValidationErrors,
@@ -146,6 +226,15 @@ async def answer_prerank(
     except RequestValidationError:
         metrics.requests.labels(status="422", arm=NO_ARM).inc()
         raise
+    accept = request.headers.get("accept")
+    answer_as = answer_format(accept)
+    if answer_as is None:
+        metrics.requests.labels(status="406", arm=NO_ARM).inc()
+        spoken = ", ".join([*ANSWER_TYPES.values(), MSGPACK_TYPES[1]])
+        return JSONResponse(
+            {"detail": f"cannot answer in {accept!r} (Accept); /prerank answers in: {spoken}"},
+            status_code=406,
+        )
     body = await read_body(request, state.settings.max_body_bytes)
     if body is None:
         metrics.requests.labels(status="413", arm=NO_ARM).inc()
@@ -170,6 +259,8 @@ async def answer_prerank(
             state.settings.max_request_history,
             deadline,
             state.loss.stores,
+            body_format(request),
+            answer_as,
         )
     except RequestValidationError:
         metrics.requests.labels(status="422", arm=NO_ARM).inc()
@@ -180,7 +271,9 @@ async def answer_prerank(
     metrics.request_seconds.labels(arm=answer.arm).observe(time.perf_counter() - started)
     metrics.requests.labels(status="200", arm=answer.arm).inc()
     return Response(
-        answer.payload, media_type="application/json", headers={WORKER_HEADER: str(os.getpid())}
+        answer.payload,
+        media_type=ANSWER_TYPES[answer_as],
+        headers={WORKER_HEADER: str(os.getpid()), "Vary": "Accept"},
     )
 
 

@@ -1,6 +1,7 @@
 """Request and response bodies of /prerank, /clusters and their errors, as the OpenAPI document
 shows them. The /prerank request is parsed by `PrerankRequest`; its answer is written by
-`prerank_contract.http.encode_answer`, which `PrerankResponse` describes."""
+`prerank_contract.http.encode_answer`, which `PrerankResponse` (and `ColumnarPrerankResponse` for
+the columnar formats) describes."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ class PrerankRequest(BaseModel):
         default=None, description="behaviour item ids, most recent last; overrides the store's"
     )
     candidates: list[ItemId] = Field(description="item ids to score; duplicates scored once")
-    top_k: StrictInt | None = Field(default=None, ge=1, description="return only the best k")
+    # Bounded like the ids, so every valid request can be spelled in MessagePack (64-bit ints).
+    top_k: StrictInt | None = Field(
+        default=None, ge=1, lt=INT64_MAX + 1, description="return only the best k"
+    )
     explain: StrictBool = Field(
         default=False,
         description="also return each item's meta index: the meta-matrix cluster whose user "
@@ -66,6 +70,27 @@ class PrerankResponse(BaseModel):
         "published again; deadline: the request's deadline passed before scoring, so items are "
         "in the cheap fallback order (the model's cold-start scores, computed at load)"
     )
+
+
+class ColumnarPrerankResponse(BaseModel):
+    """`PrerankResponse` with its items as parallel arrays, best first (MessagePack and columnar
+    JSON answers): `item_ids[i]` scored `scores[i]`."""
+
+    model_version: str = Field(description="the version that scored every item of this response")
+    arm: Arm = Field(description="A/B arm of the user (control unless a split is set)")
+    item_ids: list[int] = Field(description="known candidates, best first")
+    scores: list[float] = Field(
+        description="each item's predicted probability of a positive label (float 64)"
+    )
+    meta_index: list[int] | None = Field(
+        default=None, description="each item's meta-matrix cluster (only when `explain` is set)"
+    )
+    unknown_items: list[int] = Field(description="candidate ids absent from the model's catalogue")
+    duplicate_items: list[int] = Field(description="ids that appeared more than once (scored once)")
+    user_source: UserSource
+    cold_start: bool = Field(description="true when nothing was known about the user")
+    degraded: bool = Field(description="as in the JSON answer")
+    degraded_reasons: list[DegradedReason] = Field(description="as in the JSON answer")
 
 
 class Cluster(BaseModel):

@@ -1,9 +1,10 @@
 """``python -m research.bench.echo``: the benchmark's floor. The service's stack and request path
 around the model (FastAPI + uvicorn, the route's bounded raw-body read, `parse_request` in a
-worker thread, de-duplication, catalogue lookup, ordering, the answer's one encoder) with an id
-hash for a score instead of the model. Configured by the service's own PRERANK_* settings (host,
-port, limits, threads); with PRERANK_BUNDLE_DIR, ids outside that bundle's catalogue are reported
-unknown, as the service reports them."""
+worker thread, de-duplication, catalogue lookup, ordering, the answer's encoder; every wire format
+the service speaks, negotiated as it does) with an id hash for a score instead of the model.
+Configured by the service's own PRERANK_* settings (host, port, limits, threads); with
+PRERANK_BUNDLE_DIR, ids outside that bundle's catalogue are reported unknown, as the service
+reports them."""
 
 from __future__ import annotations
 
@@ -20,12 +21,18 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from threadpoolctl import threadpool_limits
 
-from prerank_contract.http import UserSource, encode_answer
+from prerank_contract.http import (
+    ANSWER_TYPES,
+    AnswerFormat,
+    BodyFormat,
+    UserSource,
+    encode_answer,
+)
 from prerank_contract.manifest import ITEM_IDS_FILE
 from prerank_contract.settings import configure_logging, load_settings
 from prerank_contract.traffic import CONTROL
 from service.ranking import best_first, deduplicate, parse_request
-from service.routes import read_body
+from service.routes import answer_format, body_format, read_body
 from service.settings import ServiceSettings
 from service.snapshot import search_sorted
 from service.workers import uvicorn_config
@@ -43,12 +50,17 @@ def echo_scores(item_ids: np.ndarray) -> np.ndarray:
 
 
 def echo_answer(
-    body: bytes, catalogue: np.ndarray | None, max_candidates: int, max_history: int
+    body: bytes,
+    catalogue: np.ndarray | None,
+    max_candidates: int,
+    max_history: int,
+    wire: tuple[BodyFormat, AnswerFormat] = ("json", "json"),
 ) -> bytes:
     """Answer one /prerank body in the service's response shape (`service.ranking.rank`'s steps,
     with `echo_scores` where the model runs). `catalogue`: sorted [M] int64 known ids, or None
-    (every id known)."""
-    request = parse_request(body, max_candidates, max_history)
+    (every id known). `wire`: the body's and the answer's formats, negotiated as the service
+    does."""
+    request = parse_request(body, max_candidates, max_history, wire[0])
     candidate_ids, duplicates = deduplicate(np.asarray(request.candidates, dtype=np.int64))
     if catalogue is None:
         known = np.full(candidate_ids.size, True)
@@ -69,6 +81,7 @@ def echo_answer(
         duplicate_ids=duplicates,
         user_source=source,
         degraded_reasons=[],
+        answer_format=wire[1],
     )
 
 
@@ -92,15 +105,23 @@ def create_echo_app(settings: ServiceSettings, catalogue: np.ndarray | None) -> 
 
     @app.post("/prerank")
     async def prerank(request: Request) -> Response:
+        answer_as = answer_format(request.headers.get("accept"))
+        if answer_as is None:
+            return JSONResponse({"detail": "no acceptable format"}, status_code=406)
         body = await read_body(request, settings.max_body_bytes)
         if body is None:
             limit = settings.max_body_bytes
             detail = [{"type": "too_large", "loc": ["body"], "msg": f"body over {limit} bytes"}]
             return JSONResponse({"detail": detail}, status_code=413)
         payload = await run_in_threadpool(
-            echo_answer, body, catalogue, settings.max_candidates, settings.max_request_history
+            echo_answer,
+            body,
+            catalogue,
+            settings.max_candidates,
+            settings.max_request_history,
+            (body_format(request), answer_as),
         )
-        return Response(payload, media_type="application/json")
+        return Response(payload, media_type=ANSWER_TYPES[answer_as])
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

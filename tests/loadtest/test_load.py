@@ -249,3 +249,22 @@ def test_no_ready_service_is_a_usage_error(
     assert status == 2
     assert "service not ready" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("wire_format", ["msgpack", "columnar_json"])
+def test_a_headless_run_speaks_the_chosen_wire_format(
+    service: ServiceProcess,
+    published_fit: Bundle,
+    key_prefix: str,
+    tmp_path: Path,
+    wire_format: str,
+) -> None:
+    """Every answer is read in the chosen format (a JSON answer read as MessagePack, or one
+    without `item_ids`, would be a failure), and none fails."""
+    out = tmp_path / "report"
+    args = ["--host", service.url, "--bundle", str(published_fit.path), "--out", str(out)]
+    args += ["--seconds", "3", "--users", "1"]
+    result = run_load(args, {**SIZES, "load_wire_format": wire_format}, key_prefix)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (totals,) = aggregated(out, f"{load_run.CSV_PREFIX}_stats.csv")
+    assert int(totals["Request Count"]) > 0 and int(totals["Failure Count"]) == 0

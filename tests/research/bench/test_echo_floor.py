@@ -4,9 +4,11 @@ ids, top_k and validation errors as the real service, with a hash for a score.""
 from __future__ import annotations
 
 import httpx
+import msgpack
 import numpy as np
 import orjson
 
+from prerank_contract.http import COLUMNAR_JSON_TYPE, ITEM_IDS, MSGPACK_TYPE
 from research.bench.echo import ECHO_VERSION
 from research.bench.targets import ECHO, FIT
 from research.service_process import ServiceProcess
@@ -47,3 +49,22 @@ def test_echo_answers_in_the_service_shape(
     assert len(post(servers[ECHO], top)[1]["items"]) == len(post(servers[FIT], top)[1]["items"])
     bad = {"user_id": 7, "candidates": [known[0], "x"]}
     assert post(servers[ECHO], bad) == post(servers[FIT], bad)  # the same parser: the same 422
+
+
+def test_echo_speaks_every_wire_format_as_the_service_does(
+    servers: dict[str, ServiceProcess], catalogue: np.ndarray
+) -> None:
+    """A MessagePack body answered in MessagePack and in columnar JSON: the service's columnar
+    fields and types, from the echo floor as from FIT."""
+    body = msgpack.packb({"user_id": 7, "candidates": [*catalogue[:20].tolist(), UNKNOWN_ID]})
+    for accept, decode in ((MSGPACK_TYPE, msgpack.unpackb), (COLUMNAR_JSON_TYPE, orjson.loads)):
+        headers = {"content-type": MSGPACK_TYPE, "accept": accept}
+        echo, fit = (
+            httpx.post(f"{servers[t].url}/prerank", content=body, headers=headers, timeout=30)
+            for t in (ECHO, FIT)
+        )
+        assert echo.headers["content-type"] == fit.headers["content-type"] == accept
+        echo_answer, fit_answer = decode(echo.content), decode(fit.content)
+        assert echo_answer.keys() == fit_answer.keys()
+        assert sorted(echo_answer[ITEM_IDS]) == sorted(fit_answer[ITEM_IDS])
+        assert echo_answer["unknown_items"] == fit_answer["unknown_items"] == [UNKNOWN_ID]
