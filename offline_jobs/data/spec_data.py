@@ -80,10 +80,10 @@ def load_spec_data(spec: DatasetSpec) -> InteractionData:
     events, details = read_events(spec)
     items = read_entity_table(spec.items, events.items, "interactions' item")
     users = read_entity_table(spec.users, events.users, "interactions' user")
-    if items is not None:
-        events = keep_known_items(spec, events, items, details)
-    user_vocab = id_encoder(USER_ID, events.users, *([] if users is None else [users.keys]))
     item_vocab = id_encoder(ITEM_ID, events.items if items is None else items.keys)
+    if items is not None:
+        events = keep_known_items(spec, events, items, item_vocab, details)
+    user_vocab = id_encoder(USER_ID, events.users, *([] if users is None else [users.keys]))
     user_ids, item_ids = user_vocab.index_of(events.users), item_vocab.index_of(events.items)
     splits = split_samples(events.times, spec.split, spec.interactions.path)
     times, labels = events.times, events.labels
@@ -167,11 +167,16 @@ def read_entity_table(
 
 
 def keep_known_items(
-    spec: DatasetSpec, events: Events, items: EntityTable, details: dict[str, object]
+    spec: DatasetSpec,
+    events: Events,
+    items: EntityTable,
+    item_vocab: FieldEncoder,
+    details: dict[str, object],
 ) -> Events:
-    """Interactions whose item is in the items table; the others are dropped while their share
-    stays within `max_unknown_share`, else refused with the first one's row."""
-    known = id_encoder(ITEM_ID, items.keys).index_of(events.items) > 0
+    """Interactions whose item is in the items table (`item_vocab`, built from its keys); the
+    others are dropped while their share stays within `max_unknown_share`, else refused with the
+    first one's row."""
+    known = item_vocab.index_of(events.items) > 0
     unknown = int((~known).sum())
     if unknown == 0:
         return events
@@ -273,13 +278,13 @@ def feature_table(
         trained = np.isin(at, training_ids)
         for feature in table.spec.features:
             encoder = fit_encoder(feature, table.columns[feature.name], trained, table.spec.path)
-            encoded = encoder.encode(table.columns[feature.name]).reshape(at.size, encoder.slots)
-            column = np.zeros((rows, encoder.slots), dtype=np.int64)
-            column[at] = encoded
+            raw = table.columns[feature.name]
             if encoder.kind == "multi_categorical":
-                details[f"truncated_{feature.name}"] = encoder.truncated_rows(
-                    table.columns[feature.name]
-                )
+                encoded, details[f"truncated_{feature.name}"] = encoder.encode_lists(raw)
+            else:
+                encoded = encoder.encode(raw)
+            column = np.zeros((rows, encoder.slots), dtype=np.int64)
+            column[at] = encoded.reshape(at.size, encoder.slots)
             fields.append(
                 FieldSpec(
                     name=feature.name,

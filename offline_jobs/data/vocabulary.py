@@ -55,7 +55,7 @@ class FieldEncoder:
         if self.kind == "numeric":
             return bucketize(column, self._boundaries)
         if self.kind == "multi_categorical":
-            return self._encode_lists(column)[0]
+            return self.encode_lists(column)[0]
         return self.index_of(column)
 
     def index_of(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -64,11 +64,9 @@ class FieldEncoder:
         found = pc.index_in(column, value_set=self.values)
         return pc.add(found, 1).fill_null(PADDING_INDEX).to_numpy().astype(np.int64)
 
-    def truncated_rows(self, column: pa.Array | pa.ChunkedArray) -> int:
-        """Rows holding more than `slots` values (only the first `slots` are kept)."""
-        return self._encode_lists(column)[1]
-
-    def _encode_lists(self, column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    def encode_lists(self, column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+        """A multi-categorical column -> indices [n, slots], and the number of rows that held
+        more than `slots` values (only their first `slots` are kept)."""
         lists = as_lists(column, self.separator)
         rows, positions, values = flatten_lists(lists)
         out = np.zeros((len(lists), self.slots), dtype=np.int64)
