@@ -42,8 +42,9 @@ soak: setup
 load: setup
 	$(PY) -m loadtest.run $(ARGS)
 
-# Latency against the echo floor, FIT vs Two-Tower, decoupled vs per-pair, 2-worker throughput:
-# docs/benchmarks/latency.md + .png (about 2 minutes; needs `make train`'s bundles).
+# Latency against the echo floor in JSON, columnar JSON and MessagePack, FIT vs Two-Tower, the
+# scorer vs its FLOPs, 2-worker throughput of FIT vs the floor, the naive per-pair path as
+# information: docs/benchmarks/latency.md + .png (about 10 minutes; needs `make train`'s bundles).
 bench: setup
 	$(PY) -m research.bench $(ARGS)
 

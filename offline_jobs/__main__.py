@@ -1,7 +1,7 @@
 """CLI of the offline jobs: ``python -m offline_jobs COMMAND --help``.
 
-run, publish (gated), versions, rollback, split (A/B), restore (what Redis lost). The paper's
-tables: ``python -m research.reproduce``."""
+run, publish (gated), versions, rollback, split (A/B), restore (what Redis lost), example (a
+small shop's files and their dataset spec). The paper's tables: ``python -m research.reproduce``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 import orjson
 
 from model_export.onnx_export import ParityError
+from offline_jobs.data.example import write_example
+from offline_jobs.data.synthetic import generate_synthetic
 from offline_jobs.pipeline import run_pipeline
 from offline_jobs.release.commands import (
     publish_existing,
@@ -93,6 +95,13 @@ def parser() -> argparse.ArgumentParser:
         help="also look for bundles in DIR/<version> (e.g. a service's bundle cache); repeatable",
     )
     restore.add_argument("--quiet", action="store_true", help="no progress bars")
+    example = commands.add_parser(
+        "example",
+        help="write a small shop's files (string ids, raw values) and their dataset spec: "
+        "a worked example of training on your own data",
+    )
+    example.add_argument("folder", type=Path, help="where the files and spec.yaml go")
+    example.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     return root
 
 
@@ -183,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             print(roll_back(settings, require_redis(settings, "roll back"), args.to))
         elif args.command == "restore":
             return restore(settings, args.bundles, progress=not args.quiet)
+        elif args.command == "example":
+            files = write_example(
+                generate_synthetic(settings.synthetic, progress=False), args.folder, args.format
+            )
+            print(f"wrote {files.spec}; train: python -m offline_jobs run --dataset {files.spec}")
         else:
             client = require_redis(settings, "set the A/B split")
             if not args.off and (args.version is None or args.share is None):

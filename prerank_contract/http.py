@@ -64,8 +64,9 @@ def encode_answer(
     """The bytes of one /prerank answer in `answer_format` (`service.schemas.PrerankResponse`,
     or `ColumnarPrerankResponse` for the columnar formats).
 
-    item_ids [k] int64, scores [k] float64 and, with `explain`, meta_index [k]: the scored items,
-    best first; unknown_ids [u] and duplicate_ids [r]: the candidates reported apart.
+    item_ids [k] (int64, or unicode: the ids as the caller sent them), scores [k] float64 and,
+    with `explain`, meta_index [k]: the scored items, best first; unknown_ids [u] and
+    duplicate_ids [r]: the candidates reported apart.
     """
     head = {"model_version": model_version, "arm": arm}
     tail = {
@@ -79,7 +80,9 @@ def encode_answer(
     if answer_format == "msgpack":
         return _msgpack_answer(head, item_ids, scores, meta_index, tail)
     if answer_format == "columnar_json":
-        columns = {ITEM_IDS: item_ids, SCORES: scores}
+        # orjson writes numeric arrays straight from their buffers; string ids go as a list
+        ids = item_ids if item_ids.dtype.kind in "iu" else item_ids.tolist()
+        columns = {ITEM_IDS: ids, SCORES: scores}
         if meta_index is not None:
             columns[META_INDEX] = meta_index
         return orjson.dumps({**head, **columns, **tail}, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -106,6 +109,9 @@ def _msgpack_answer(
     parts = [packer.pack_map_header(len(head) + len(columns) + len(tail))]
     parts.extend(packer.pack(key) + packer.pack(value) for key, value in head.items())
     for name, values, element_type, dtype in columns:
+        if values.dtype.kind not in "iuf":  # string ids: one MessagePack str each
+            parts.append(packer.pack(name) + packer.pack(values.tolist()))
+            continue
         parts.append(packer.pack(name) + _msgpack_column(values, element_type, dtype))
     parts.extend(packer.pack(key) + packer.pack(value) for key, value in tail.items())
     return b"".join(parts)
@@ -123,7 +129,7 @@ def _msgpack_column(values: np.ndarray, element_type: int, dtype: str) -> bytes:
 
 def _scored_items(
     item_ids: np.ndarray, scores: np.ndarray, meta_index: np.ndarray | None
-) -> list[dict[str, float | int]]:
+) -> list[dict[str, float | int | str]]:
     if meta_index is None:
         return [
             {"item_id": i, "score": s}

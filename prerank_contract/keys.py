@@ -57,7 +57,7 @@ class RedisKeys:
     def version_pattern(self, version: str) -> str:
         return f"{self.prefix}v:{version}:*"
 
-    def user(self, schema_fingerprint: str, user_id: int) -> str:
+    def user(self, schema_fingerprint: str, user_id: int | str) -> str:
         return f"{self.prefix}user:{schema_fingerprint}:{user_id}"
 
     def user_pattern(self, schema_fingerprint: str) -> str:

@@ -33,13 +33,13 @@ class TrafficSplit(BaseModel):
         return (self.salt or self.version).encode()
 
 
-def user_bucket(user_id: int, key: bytes) -> float:
+def user_bucket(user_id: int | str, key: bytes) -> float:
     """A uniform number in [0, 1) that depends only on (user_id, key): stable across processes."""
     digest = hashlib.blake2b(str(user_id).encode(), digest_size=_HASH_BYTES, key=key[:64])
     return int.from_bytes(digest.digest(), "big") / _HASH_RANGE
 
 
-def assign_arm(user_id: int, split: TrafficSplit | None) -> Arm:
+def assign_arm(user_id: int | str, split: TrafficSplit | None) -> Arm:
     """The arm of `user_id`: treatment when its bucket falls below the share."""
     if split is None or split.share <= 0:
         return CONTROL

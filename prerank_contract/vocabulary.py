@@ -71,3 +71,8 @@ def read_values(path: Path) -> pa.Array:
     """The value list written by `write_values`: [V]."""
     source = pa.memory_map(str(path))  # the arrays keep the map open as long as they live
     return pa.ipc.open_file(source).read_all().column(VALUE_COLUMN).combine_chunks()
+
+
+def values_from_bytes(data: bytes) -> pa.Array:
+    """A value file's bytes (as a version published to Redis carries them) -> its values [V]."""
+    return pa.ipc.open_file(pa.BufferReader(data)).read_all().column(VALUE_COLUMN).combine_chunks()

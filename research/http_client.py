@@ -11,13 +11,16 @@ import io
 import socket
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
 import uvloop
+
+from prerank_contract.http import JSON_TYPE
 
 REQUEST_TIMEOUT_SECONDS = 30.0
 PERCENTILES = (50, 95, 99)
@@ -27,17 +30,25 @@ HTTP_PORT = 80
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD_LINE = 65_536  # bytes of one status or header line
 
+AnswerDecoder = Callable[[bytes], Mapping[str, Any]]
+"""A 200 answer's bytes -> its fields (orjson.loads for JSON answers, msgpack.unpackb for
+MessagePack ones)."""
+
 
 def encode_requests(
-    url: str, bodies: Sequence[bytes], headers: Mapping[str, str] | None = None
+    url: str,
+    bodies: Sequence[bytes],
+    headers: Mapping[str, str] | None = None,
+    content_type: str = JSON_TYPE,
 ) -> list[bytes]:
-    """Whole HTTP/1.1 JSON POST requests of `bodies` to `url`, encoded before any is timed."""
+    """Whole HTTP/1.1 POST requests of `bodies` (of `content_type`) to `url`, encoded before any
+    is timed."""
     parts = urlsplit(url)
     extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     return [
         (
             f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
-            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n{extra}\r\n"
+            f"content-type: {content_type}\r\ncontent-length: {len(body)}\r\n{extra}\r\n"
         ).encode()
         + body
         for body in bodies
@@ -93,12 +104,16 @@ def closed_loop(
     bodies: Sequence[bytes],
     headers: Mapping[str, str] | None = None,
     timeout: float = REQUEST_TIMEOUT_SECONDS,
+    *,
+    content_type: str = JSON_TYPE,
+    decode: AnswerDecoder = orjson.loads,
 ) -> ClosedLoopRun:
-    """POST each body to `url` in turn on one persistent connection, the next one sent when the
-    previous answer is read; a connection lost or closed by the server is opened again before the
-    next request."""
+    """POST each body (of `content_type`) to `url` in turn on one persistent connection, the next
+    one sent when the previous answer is read; a connection lost or closed by the server is
+    opened again before the next request. Each 200 answer is read by `decode` (after its time is
+    taken) for its degraded flags."""
     address = host_and_port(url)
-    requests = encode_requests(url, bodies, headers)
+    requests = encode_requests(url, bodies, headers, content_type)
     latencies = np.zeros(len(requests), dtype=np.float64)
     errors = degraded = 0
     reasons: Counter[str] = Counter()
@@ -127,7 +142,7 @@ def closed_loop(
             if status != HTTP_OK:
                 errors += 1
             else:
-                parsed = orjson.loads(answer)
+                parsed = decode(answer)
                 degraded += bool(parsed.get("degraded"))
                 reasons.update(parsed.get("degraded_reasons", ()))
     finally:
@@ -240,13 +255,16 @@ async def open_loop_async(
     seconds: float,
     timeout: float,
     connections: int,
+    headers: Mapping[str, str] | None = None,
+    content_type: str = JSON_TYPE,
 ) -> OpenLoopRun:
-    """POST bodies (cycled) at `rate` per second for `seconds`: request i is due at
+    """POST bodies (cycled, of `content_type`, with `headers`) at `rate` per second for
+    `seconds`: request i is due at
     start + i / rate and sent then on a pooled connection, whatever earlier answers do; it is
     timed from when it was due, so a late send or a wait for a connection counts against the
     latency (no coordinated omission)."""
     count = max(1, round(rate * seconds))
-    requests = encode_requests(url, bodies)
+    requests = encode_requests(url, bodies, headers, content_type)
     pool = ConnectionPool(*host_and_port(url), connections)
     latencies = np.zeros(count, dtype=np.float64)
     lags = np.zeros(count, dtype=np.float64)
@@ -300,7 +318,11 @@ def open_loop(
     *,
     timeout: float,
     connections: int,
+    headers: Mapping[str, str] | None = None,
+    content_type: str = JSON_TYPE,
 ) -> OpenLoopRun:
     """`open_loop_async` on its own uvloop event loop (the loop uvicorn runs on)."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(open_loop_async(url, bodies, rate, seconds, timeout, connections))
+        return runner.run(
+            open_loop_async(url, bodies, rate, seconds, timeout, connections, headers, content_type)
+        )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from prerank_contract.http import AnswerFormat
 from prerank_contract.settings import CommonSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -13,8 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class BenchSettings(CommonSettings):
     """``python -m research.bench`` (``make bench``, ``PRERANK_BENCH_*``): the echo floor, FIT and
-    Two-Tower through the real service, the in-process scoring paths and the 2-worker throughput,
-    in one run on one machine, each judged against its goal."""
+    Two-Tower through the real service in every wire format, the scorer's efficiency, the naive
+    per-pair path, and the 2-worker throughput of FIT and the floor, in one run on one machine,
+    each goal judged against its limit."""
 
     bench_bundles_dir: Path = Field(
         default=REPO_ROOT / "artifacts" / "bundles",
@@ -31,6 +33,13 @@ class BenchSettings(CommonSettings):
         default=(100, 500, 1_000, 2_000, 5_000, 10_000),
         min_length=1,
         description="candidates per request; past the catalogue size the rest are unknown ids",
+    )
+    bench_wire_formats: tuple[AnswerFormat, ...] = Field(
+        default=("json", "columnar_json", "msgpack"),
+        min_length=1,
+        description="wire formats of the closed loop, named by the answer's: json (JSON body and "
+        "answer), columnar_json (JSON body, columnar JSON answer), msgpack (MessagePack body and "
+        "columnar answer)",
     )
     bench_requests: int = Field(
         default=300, ge=1, description="timed requests per target, candidate count and round"
@@ -63,7 +72,10 @@ class BenchSettings(CommonSettings):
         "Runtime with 1 thread per op)",
     )
     bench_scoring_candidates: int = Field(
-        default=5_000, ge=1, description="candidates of the in-process scoring-path timing"
+        default=5_000,
+        ge=1,
+        description="candidates of the in-process timing of the naive path (the full model per "
+        "pair) against decoupled scoring",
     )
     bench_scoring_repeats: int = Field(
         default=15, ge=1, description="timed repeats of each scoring path (the median is kept)"
@@ -71,17 +83,57 @@ class BenchSettings(CommonSettings):
     bench_scoring_warmup: int = Field(
         default=3, ge=0, description="untimed repeats of each scoring path"
     )
+    bench_scorer_candidates: int = Field(
+        default=5_000,
+        ge=1,
+        description="candidates of the scorer-efficiency timing (FIT's ONNX scorer session, in "
+        "process)",
+    )
+    bench_scorer_calls: int = Field(
+        default=200, ge=1, description="timed scorer calls (the median is kept)"
+    )
+    bench_scorer_warmup_calls: int = Field(
+        default=20, ge=0, description="untimed scorer calls before them (arena, caches)"
+    )
+    bench_gemm_size: int = Field(
+        default=512,
+        ge=1,
+        description="n of the n x n x n float32 GEMM that gives the machine's single-core rate",
+    )
+    bench_gemm_calls: int = Field(
+        default=40, ge=1, description="timed GEMMs (the median gives the rate)"
+    )
     bench_throughput_workers: int = Field(
-        default=2, ge=1, description="PRERANK_WORKERS of the throughput run"
+        default=2, ge=1, description="PRERANK_WORKERS of FIT and of the echo floor in the open loop"
     )
     bench_throughput_candidates: int = Field(
         default=1_000, ge=1, description="candidates per request of the throughput run"
     )
     bench_throughput_rates: tuple[float, ...] = Field(
-        default=(100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1_000.0, 1_200.0, 1_500.0),
+        default=(
+            100.0,
+            200.0,
+            300.0,
+            400.0,
+            500.0,
+            600.0,
+            800.0,
+            1_000.0,
+            1_200.0,
+            1_500.0,
+            2_000.0,
+            2_500.0,
+            3_000.0,
+        ),
         min_length=1,
         description="open-loop arrival rates (requests/s), tried in increasing order until one "
         "breaks",
+    )
+    bench_throughput_wire_formats: tuple[AnswerFormat, ...] = Field(
+        default=("json", "msgpack"),
+        min_length=1,
+        description="wire formats of the open loop (json is the one the throughput goal is "
+        "judged in; the others are reported beside it)",
     )
     bench_throughput_seconds: float = Field(
         default=8.0, gt=0, description="duration of each open-loop rate"
@@ -105,11 +157,6 @@ class BenchSettings(CommonSettings):
         description="a rate holds only when answers complete at this share of it or more "
         "(an overloaded server's queue can grow with p99 still within bench_tail_ratio_limit)",
     )
-    bench_echo_throughput: bool = Field(
-        default=True,
-        description="also run the open loop against the echo floor (1 process): the load "
-        "generator's own reach on this machine",
-    )
     bench_echo_floor_goal: float = Field(
         default=2.5,
         gt=0,
@@ -130,15 +177,31 @@ class BenchSettings(CommonSettings):
         description="candidates per request the Two-Tower goal is judged at (the largest ratio "
         "decides)",
     )
-    bench_scoring_speedup_goal: float = Field(
-        default=50.0,
+    bench_binary_floor_goal: float = Field(
+        default=1.0,
         gt=0,
-        description="goal: full model per pair / decoupled scoring, in process, at least",
+        description="goal: FIT p50 over bench_binary_wire_format / the JSON echo floor's p50, at "
+        "bench_binary_floor_candidates, at most (the whole model costs less than JSON did)",
     )
-    bench_throughput_goal: float = Field(
-        default=300.0,
+    bench_binary_floor_candidates: int = Field(
+        default=5_000,
+        ge=1,
+        description="candidates per request the binary-format goal is judged at",
+    )
+    bench_binary_wire_format: AnswerFormat = Field(
+        default="msgpack", description="the binary wire format of the binary-format goal"
+    )
+    bench_throughput_ratio_goal: float = Field(
+        default=0.70,
         gt=0,
-        description="goal: requests/s the bench_throughput_workers service holds, at least",
+        description="goal: the highest rate FIT holds / the highest the echo floor holds, both "
+        "with bench_throughput_workers workers over JSON, at least",
+    )
+    bench_scorer_efficiency_goal: float = Field(
+        default=0.25,
+        gt=0,
+        description="goal: the FLOP rate FIT's scorer achieves at bench_scorer_candidates / the "
+        "single-core GEMM rate, at least",
     )
     bench_tail_ratio_limit: float = Field(
         default=4.0, gt=0, description="p99 / p50 an open-loop rate may reach and still hold"

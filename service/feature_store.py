@@ -173,7 +173,7 @@ class FeatureStore:
         return cls(None, keys, backoff_seconds=0.0, backoff_max_seconds=0.0)
 
     def get(
-        self, schema_fingerprint: str, user_id: int, deadline: float = math.inf
+        self, schema_fingerprint: str, user_id: int | str, deadline: float = math.inf
     ) -> UserRecord | None:
         """{"features": {field: value}, "history": [item ids]} or None for an unknown user.
 

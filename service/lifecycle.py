@@ -69,13 +69,15 @@ def warm_up(snapshot: Snapshot, settings: ServiceSettings) -> None:
     scratch = Metrics(record=False)  # warm-up is not traffic: it stays out of the served metrics
     size = min(settings.warmup_candidates, settings.max_candidates, snapshot.item_ids.size)
     history_length = snapshot.manifest.feature_schema.max_history
-    for user_id in range(settings.warmup_requests):
-        ids = snapshot.item_ids[rng.choice(snapshot.item_ids.size, size=size, replace=False)]
+    codec = snapshot.vocabulary  # the bodies speak the caller's ids, as traffic does
+    for request in range(settings.warmup_requests):
+        rows = rng.choice(snapshot.item_ids.size, size=size, replace=False)
+        ids = codec.raw_item_ids(snapshot.item_ids[rows])
         body = orjson.dumps(
             {
-                "user_id": user_id,
-                "history": ids[:history_length].tolist(),
-                "candidates": ids.tolist(),
+                "user_id": codec.raw_user_id(request),
+                "history": ids[:history_length],
+                "candidates": ids,
             }
         )
         answer = rank(

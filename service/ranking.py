@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,9 +27,17 @@ from prerank_contract.http import (
 from prerank_contract.traffic import Arm
 from service.feature_store import FeatureStore, FeatureStoreUnavailableError, UserRecord
 from service.metrics import FALLBACK_STAGE, NO_ARM, Metrics
-from service.schemas import PrerankRequest
+from service.schemas import PrerankRequest, request_errors
 from service.snapshot import Snapshot
 from service.state import Serving
+from service.vocabulary import (
+    FeatureValue,
+    IdKind,
+    RawId,
+    VocabularyError,
+    id_kind,
+    raw_id_array,
+)
 
 
 def invalid(field: tuple[str | int, ...], message: str) -> RequestValidationError:
@@ -90,7 +98,10 @@ def parse_request(
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         raise RequestValidationError(
-            [{**error, "loc": ("body", *map(loc_part, error["loc"]))} for error in errors]
+            [
+                {**error, "loc": ("body", *map(loc_part, error["loc"]))}
+                for error in request_errors(map(dict, errors))
+            ]
         ) from exc
     if len(request.candidates) > max_candidates:
         raise invalid(
@@ -103,44 +114,38 @@ def parse_request(
     return request
 
 
-FieldValue = int | list[int]
-
-
 def user_features_row(
     snapshot: Snapshot,
-    user_id: int,
-    stored: Mapping[str, FieldValue],
-    given: Mapping[str, FieldValue],
+    user_id: RawId,
+    stored: Mapping[str, FeatureValue],
+    given: Mapping[str, FeatureValue],
 ) -> np.ndarray:
-    """The [1, S_u] int64 profile row: request fields over stored ones over padding.
+    """The [1, S_u] int64 profile row: request fields over stored ones over padding, each raw
+    value encoded by the version's vocabularies.
 
-    The request's own fields are validated against the schema (422 naming the field); the user id
-    field takes the request's user id, or the unknown index when outside the vocabulary.
-    """
-    schema = snapshot.manifest.feature_schema
+    The request's own fields are checked (422 naming the field); a stored value this version
+    cannot read stays missing. The user id field takes the request's user id (the unknown index
+    when outside the vocabulary)."""
+    schema, codec = snapshot.manifest.feature_schema, snapshot.vocabulary
     ranges = schema.slot_ranges("user")
-    specs = {spec.name: spec for spec in schema.user_fields}
     row = np.full((1, schema.user_slots), PADDING_INDEX, DTYPES[USER_FEATURES])
     for name in given:
-        if name not in specs:
-            raise invalid(("user_features", name), f"unknown user field; known: {sorted(specs)}")
+        if name not in ranges:
+            raise invalid(("user_features", name), f"unknown user field; known: {sorted(ranges)}")
     for name, value in {**stored, **given}.items():
-        if name not in specs:
+        if name not in ranges:
             continue
-        values = value if isinstance(value, list) else [value]
-        spec = specs[name]
-        if len(values) > spec.slots or any(not 0 <= v < spec.vocab_size for v in values):
+        try:
+            indices = codec.encode_feature(name, value, ("user_features", name))
+        except VocabularyError as exc:
             if name in given:
-                raise invalid(
-                    ("user_features", name),
-                    f"expects at most {spec.slots} indices in [0, {spec.vocab_size})",
-                )
+                raise invalid(exc.field, str(exc)) from exc
             continue
         start, _ = ranges[name]
-        row[0, start : start + len(values)] = values
-    if "user_id" in specs and "user_id" not in given:
-        start, _ = ranges["user_id"]
-        row[0, start] = user_id if user_id < specs["user_id"].vocab_size else PADDING_INDEX
+        row[0, start : start + len(indices)] = indices
+    id_field = codec.user_id_field
+    if id_field in ranges and id_field not in given:
+        row[0, ranges[id_field][0]] = codec.user_index(user_id)
     return row
 
 
@@ -162,10 +167,47 @@ def resolve_user(
     return record, source, degraded
 
 
+def checked_ids(ids: Sequence[RawId], expected: IdKind, field: str) -> np.ndarray:
+    """A request's id list as one array [n] (int64 or unicode); a 422 naming `field` when its
+    ids are not of the kind the serving version's are."""
+    sent = id_kind(ids)
+    if sent is not None and sent != expected:
+        raise invalid((field,), f"{sent} ids, but the serving version's item ids are {expected}s")
+    return raw_id_array(ids)
+
+
+def check_user_id(user_id: RawId, expected: IdKind) -> None:
+    sent = id_kind([user_id])
+    if sent != expected:
+        article = "an" if sent == "integer" else "a"
+        raise invalid(
+            ("user_id",), f"{article} {sent} id, but the serving version's user ids are {expected}s"
+        )
+
+
+def id_keys(raw: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """[n] int64 keys, equal exactly where the raw ids [n] are: an id's index where the
+    vocabulary knows it, else a negative number per distinct unknown id."""
+    unknown = indices == PADDING_INDEX
+    if not unknown.any():
+        return indices
+    _, inverse = np.unique(raw[unknown], return_inverse=True)
+    keys = indices.copy()
+    keys[unknown] = -1 - inverse
+    return keys
+
+
+def first_occurrences(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """keys [n] -> (the position of each key's first occurrence, in first-seen order [m]; the
+    first position of each key seen more than once, in key order [r])."""
+    _, first_seen, counts = np.unique(keys, return_index=True, return_counts=True)
+    return np.sort(first_seen), first_seen[counts > 1]
+
+
 def deduplicate(candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """candidates [n] int64 -> (each id once, in first-seen order [m]; the repeated ids, sorted)."""
-    unique_ids, first_seen, counts = np.unique(candidates, return_index=True, return_counts=True)
-    return candidates[np.sort(first_seen)], unique_ids[counts > 1]
+    positions, repeated = first_occurrences(candidates)
+    return candidates[positions], candidates[repeated]
 
 
 def best_first(logits: np.ndarray, top_k: int | None) -> np.ndarray:
@@ -198,20 +240,24 @@ def rank(
     timer = StageTimer(metrics)
     started = time.perf_counter()
     request = parse_request(body, max_candidates, max_history, body_format)
-    candidates = np.asarray(request.candidates, dtype=np.int64)
-    candidate_ids, duplicates = deduplicate(candidates)
     snapshot, arm = serving.pick(request.user_id)
+    codec = snapshot.vocabulary
+    check_user_id(request.user_id, codec.user_id_kind)
+    raw = checked_ids(request.candidates, codec.item_id_kind, "candidates")
     timer.arm = arm
     timer.observe("parse", time.perf_counter() - started)
-    metrics.candidates.labels(arm=arm).observe(candidates.size)
+    metrics.candidates.labels(arm=arm).observe(raw.size)
     reasons: list[DegradedReason] = []
     if snapshot.manifest.feature_schema.fingerprint in lost_stores:
         reasons.append("feature_store_lost")  # every record is gone: users read as cold starts
     with timer.stage("gather"):
-        rows, known = snapshot.lookup(candidate_ids)
+        indices = codec.item_indices(raw)
+        keys = raw if codec.items is None else id_keys(raw, indices)
+        positions, repeated = first_occurrences(keys)
+        rows, known = snapshot.lookup(indices[positions])
         item_heads, meta_index = snapshot.gather(rows[known])
-        known_ids = candidate_ids[known]
-        unknown_ids = candidate_ids[~known]
+        known_ids = raw[positions[known]]
+        unknown_ids = raw[positions[~known]]
     metrics.unknown_items.labels(arm=arm).inc(int(unknown_ids.size))
     source: UserSource = "cold_start"  # what the fallback order assumes
     logits = np.zeros(0, dtype=np.float32)
@@ -246,7 +292,7 @@ def rank(
             scores=scores,
             meta_index=meta_index[best] if request.explain else None,
             unknown_ids=unknown_ids,
-            duplicate_ids=duplicates,
+            duplicate_ids=np.sort(raw[repeated]),
             user_source=source,
             degraded_reasons=reasons,
             answer_format=answer_format,
@@ -266,6 +312,12 @@ def user_inputs(
     user_row = user_features_row(
         snapshot, request.user_id, stored["features"], request.user_features or {}
     )
-    history_ids = request.history if request.history is not None else stored["history"]
-    history = snapshot.history_features(np.asarray(history_ids, dtype=np.int64))
+    codec = snapshot.vocabulary
+    if request.history is not None:
+        history_ids = checked_ids(request.history, codec.item_id_kind, "history")
+    elif id_kind(stored["history"]) in (None, codec.item_id_kind):
+        history_ids = raw_id_array(stored["history"])
+    else:  # a record written for ids of another kind: nothing of it can be read
+        history_ids = np.zeros(0, np.int64)
+    history = snapshot.history_features(codec.item_indices(history_ids))
     return user_row, history, source, store_failed

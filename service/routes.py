@@ -310,7 +310,9 @@ async def clusters(
                 meta_index=k,
                 size=int(size),
                 share=int(size) / total,
-                examples=snapshot.item_ids[rows[start : start + min(size, examples)]].tolist(),
+                examples=snapshot.vocabulary.raw_item_ids(
+                    snapshot.item_ids[rows[start : start + min(size, examples)]]
+                ),
             )
             for k, (size, start) in enumerate(zip(sizes, starts, strict=True))
         ],

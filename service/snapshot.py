@@ -43,6 +43,7 @@ from prerank_contract.manifest import (
 )
 from service.sessions import open_sessions
 from service.settings import ServiceSettings
+from service.vocabulary import ServingVocabulary, serving_vocabulary
 
 ARRAY_FILES = (ITEM_IDS_FILE, ITEM_HEADS_FILE, META_INDEX_FILE, ITEM_FEATURES_FILE)
 FALLBACK_CHUNK_ITEMS = 8_192  # items per scorer run when the fallback order is precomputed
@@ -108,7 +109,8 @@ class Snapshot:
     item_ids [N] int64 sorted; item_heads [N, H_v, d] float32; meta_index [N] int64;
     item_features [N, S_i] int64 (to describe a user's history items); row_of_id
     [max id + 1] int32 (-1: no such item) when the ids are dense enough for a direct index,
-    else None (binary search over item_ids).
+    else None (binary search over item_ids). The item ids are the version's indices: the
+    `vocabulary` maps the caller's raw ids to them.
     """
 
     manifest: Manifest
@@ -119,6 +121,7 @@ class Snapshot:
     item_heads: np.ndarray
     meta_index: np.ndarray
     item_features: np.ndarray
+    vocabulary: ServingVocabulary
     row_of_id: np.ndarray | None = None
 
     @property
@@ -149,6 +152,10 @@ class Snapshot:
         _check_item_table(manifest, arrays, source)
         sessions = open_sessions(manifest, files, source, settings)
         item_ids = arrays[ITEM_IDS_FILE].astype(np.int64, copy=False)
+        try:
+            vocabulary = serving_vocabulary(manifest, files)
+        except (KeyError, OSError, ValueError) as exc:
+            raise BundleError(f"{source}: its vocabulary cannot be read: {exc}") from exc
         return cls(  # no copies of arrays already in the right dtype: a mapping stays shared
             manifest=manifest,
             source=source,
@@ -159,6 +166,7 @@ class Snapshot:
             item_heads=np.ascontiguousarray(arrays[ITEM_HEADS_FILE], dtype=DTYPES[ITEM_HEADS]),
             meta_index=arrays[META_INDEX_FILE].astype(DTYPES[META_INDEX], copy=False),
             item_features=arrays[ITEM_FEATURES_FILE].astype(DTYPES[HISTORY], copy=False),
+            vocabulary=vocabulary,
         )
 
     @classmethod
@@ -207,7 +215,7 @@ class Snapshot:
         return np.maximum(found, 0).astype(np.int64), known
 
     def history_features(self, history_ids: np.ndarray) -> np.ndarray:
-        """Item ids (most recent last) -> [1, L, S_i], unknown ids dropped, left-padded."""
+        """Item indices (most recent last) -> [1, L, S_i], unknown ones dropped, left-padded."""
         length = self.manifest.feature_schema.max_history
         rows, known = self.lookup(history_ids)
         rows = rows[known][-length:]

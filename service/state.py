@@ -24,7 +24,7 @@ class Serving:
     treatment: Snapshot | None = None
     split: TrafficSplit | None = None
 
-    def pick(self, user_id: int) -> tuple[Snapshot, Arm]:
+    def pick(self, user_id: int | str) -> tuple[Snapshot, Arm]:
         """The snapshot that scores `user_id` and its arm (stable per user)."""
         if self.treatment is not None and assign_arm(user_id, self.split) == TREATMENT:
             return self.treatment, TREATMENT

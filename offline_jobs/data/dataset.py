@@ -11,6 +11,8 @@ import numpy as np
 from prerank_contract.features import PADDING_INDEX, FeatureSchema
 
 if TYPE_CHECKING:  # pyarrow is only loaded by the spec loader that builds vocabularies
+    import pyarrow as pa
+
     from offline_jobs.data.vocabulary import Vocabulary
 
 SPLITS = ("train", "validation", "test")
@@ -45,6 +47,9 @@ class InteractionData:
         vocabulary: for data read from a dataset spec, the raw id and value -> index maps (row
             i of a feature table is the id `vocabulary.users/items.values[i - 1]`); None for the
             built-in loaders, whose ids are the row numbers.
+        raw_profiles: for data read from a spec with a users table, its raw feature values
+            [M+1 rows, one column per user feature; row = user id, null where the table has no
+            row; a multi-categorical value as a list], what the feature store's records hold.
     """
 
     name: str
@@ -63,6 +68,7 @@ class InteractionData:
     sample_user_features: np.ndarray | None = None
     sample_item_features: np.ndarray | None = None
     vocabulary: Vocabulary | None = None
+    raw_profiles: pa.Table | None = None
 
     def __post_init__(self) -> None:
         n = self.user_ids.shape[0]

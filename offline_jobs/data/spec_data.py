@@ -31,6 +31,7 @@ from offline_jobs.data.vocabulary import (
     FieldEncoder,
     Vocabulary,
     as_floats,
+    as_lists,
     categorical_encoder,
     id_encoder,
     multi_categorical_encoder,
@@ -106,6 +107,7 @@ def load_spec_data(spec: DatasetSpec) -> InteractionData:
         "item", items, item_vocab, np.unique(item_ids[training]), details
     )
     schema = FeatureSchema(fields=(*user_fields, *item_fields), max_history=spec.history.length)
+    profiles = None if users is None else raw_profiles(users, user_vocab)
     details |= {"samples": int(user_ids.size), "users": num_users, "items": num_items}
     log.info("dataset %s from its spec: %s", spec.name, details)
     return InteractionData(
@@ -123,6 +125,7 @@ def load_spec_data(spec: DatasetSpec) -> InteractionData:
         splits=splits,
         details=details,
         vocabulary=Vocabulary(user_vocab, item_vocab, user_encoders | item_encoders),
+        raw_profiles=profiles,
     )
 
 
@@ -296,6 +299,23 @@ def feature_table(
             columns.append(column)
             encoders[feature.name] = encoder
     return fields, np.concatenate(columns, axis=1), encoders
+
+
+def raw_profiles(table: EntityTable, ids: FieldEncoder) -> pa.Table:
+    """The users table's raw feature values, row u = internal user u ([V+1] rows, null where the
+    table has no row for the user; a multi-categorical value as its list): what the feature
+    store's records hold."""
+    at = ids.index_of(table.keys)
+    position = np.full(ids.vocab_size, -1, dtype=np.int64)
+    position[at] = np.arange(at.size)
+    rows = pa.array(position, mask=position < 0)
+    columns = {}
+    for feature in table.spec.features:
+        column = table.columns[feature.name]
+        if feature.type == "multi_categorical":
+            column = as_lists(column, feature.separator)
+        columns[feature.name] = column.take(rows)
+    return pa.table(columns)
 
 
 def fit_encoder(

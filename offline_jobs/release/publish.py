@@ -29,6 +29,8 @@ import orjson
 from tqdm import tqdm
 
 from offline_jobs.data.dataset import InteractionData
+from offline_jobs.data.records import RawId
+from offline_jobs.data.records import user_records as records_of
 from prerank_contract.bundle import BundleError, verify_bundle_dir
 from prerank_contract.gate import GateConfig, gate_problems
 from prerank_contract.keys import RedisKeys
@@ -90,10 +92,11 @@ class PublishResult:
 ACTIVE_BASELINE: Literal["active"] = "active"
 
 
-def user_records(data: InteractionData) -> Iterator[tuple[int, bytes]]:
-    """(user id, feature-store record as JSON) of every user, in user order."""
-    for user_id in range(1, data.num_users + 1):
-        yield user_id, orjson.dumps(data.user_record(user_id))
+def user_records(data: InteractionData) -> Iterator[tuple[RawId, bytes]]:
+    """(user id as the caller writes it, feature-store record as JSON) of every user, in user
+    order (`offline_jobs.data.records`)."""
+    for user_id, record in records_of(data):
+        yield user_id, orjson.dumps(record)
 
 
 def records_digest(data: InteractionData) -> str:

@@ -4,10 +4,12 @@ on one machine.
 Starts the echo floor (`research.bench.echo`: the service's stack and request path without the
 model), the real service serving the newest FIT bundle and the real service serving the newest
 Two-Tower bundle, each from its bundle directory with Redis unused, and drives each with a
-closed-loop client at every candidate count, in rounds that rotate the order of the targets. Then
-times FIT's decoupled scoring against the full model once per (user, item) pair in process, and
-the 2-worker service under an open-loop load at increasing rates. Writes
-docs/benchmarks/latency.md and latency.png and prints each goal's ratio, PASS or MISS.
+closed-loop client in every wire format (JSON, columnar JSON, MessagePack) at every candidate
+count, in rounds that rotate the order of the turns. Then times FIT's ONNX scorer in process
+against its FLOPs and the machine's single-core GEMM rate, the naive path (the full model once per
+(user, item) pair, in torch) against decoupled scoring, and FIT and the echo floor with 2 workers
+each under an open-loop load at increasing rates in each format. Writes docs/benchmarks/latency.md
+and latency.png and prints each goal's ratio, PASS or MISS.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from prerank_contract.settings import configure_logging, load_settings
 from research.bench.discovery import BenchError, checked_bundle, newest_bundle, user_id_vocabulary
 from research.bench.latency_passes import measure_latency
 from research.bench.latency_report import BenchReport, MachineFacts, latency_table, write_report
+from research.bench.scorer_efficiency import measure_scorer_efficiency
 from research.bench.scoring_paths import time_scoring_paths
 from research.bench.targets import ECHO, FIT, TWO_TOWER, serving
-from research.bench.throughput import measure_echo_throughput, measure_throughput
+from research.bench.throughput import measure_throughput
 from research.bench.verdicts import verdicts_of
 from research.settings import REPO_ROOT, BenchSettings
 
@@ -45,8 +48,12 @@ QUICK: dict[str, Any] = {  # --quick: a short run that still goes through every 
     "bench_rounds": 1,
     "bench_scoring_repeats": 5,
     "bench_scoring_warmup": 1,
-    "bench_throughput_seconds": 2.0,
-    "bench_throughput_warmup_seconds": 1.0,
+    "bench_scorer_calls": 20,
+    "bench_scorer_warmup_calls": 2,
+    "bench_gemm_calls": 5,
+    "bench_throughput_rates": (100.0, 200.0, 400.0, 800.0, 1_600.0),
+    "bench_throughput_seconds": 1.0,
+    "bench_throughput_warmup_seconds": 0.5,
 }
 
 
@@ -66,14 +73,12 @@ def run_bench(settings: BenchSettings, command: str) -> BenchReport:
     if manifests[TWO_TOWER].item_count != catalogue.size:
         log.warning("the Two-Tower bundle's catalogue differs from FIT's: N known differs")
     log.info("bundles: %s", {name: str(path) for name, path in bundles.items()})
-    echo_throughput = None
     with serving(bundles, settings) as services:
         rows = measure_latency(services, catalogue, users, settings)
-        if settings.bench_echo_throughput:
-            echo_throughput = measure_echo_throughput(services[ECHO], catalogue, users, settings)
-    log.info("in-process scoring paths")
+    log.info("in process: the scorer's efficiency, the naive per-pair path")
+    efficiency = measure_scorer_efficiency(bundles[FIT], users, settings)
     scoring = time_scoring_paths(bundles[FIT], manifests[FIT], settings)
-    throughput = measure_throughput(bundles[FIT], catalogue, users, settings)
+    throughputs = measure_throughput(bundles[FIT], catalogue, users, settings)
     return BenchReport(
         command=command,
         started=started_at.strftime("%Y-%m-%d %H:%M UTC"),
@@ -84,10 +89,10 @@ def run_bench(settings: BenchSettings, command: str) -> BenchReport:
         versions={ECHO: "echo", **{name: m.version for name, m in manifests.items()}},
         catalogue=int(catalogue.size),
         rows=rows,
+        efficiency=efficiency,
         scoring=scoring,
-        throughput=throughput,
-        echo_throughput=echo_throughput,
-        verdicts=verdicts_of(rows, scoring, throughput, settings),
+        throughputs=throughputs,
+        verdicts=verdicts_of(rows, efficiency, throughputs, settings),
     )
 
 
@@ -96,14 +101,18 @@ def print_summary(report: BenchReport) -> None:
     if report.scoring is not None:
         s = report.scoring
         print(
-            f"\nscoring {s.candidates:,} candidates in process: decoupled {s.decoupled_ms:.3f} ms, "
-            f"full model per pair {s.per_pair_ms:.3f} ms ({s.speedup:.1f} x)"
+            f"\nthe naive path, {s.candidates:,} candidates in process (information): full model "
+            f"per pair {s.per_pair_ms:.3f} ms, decoupled {s.decoupled_ms:.3f} ms "
+            f"({s.speedup:.1f} x)"
         )
-    for throughput in (report.throughput, report.echo_throughput):
-        if throughput is not None and throughput.steps:
+    for throughput in report.throughputs:
+        if throughput.steps:
             best = throughput.best
             held = "none" if best is None else f"{best.rate:g}/s"
-            print(f"open loop {throughput.target} x{throughput.workers}: highest rate held {held}")
+            print(
+                f"open loop {throughput.target} x{throughput.workers} over {throughput.wire}: "
+                f"highest rate held {held}"
+            )
     print("\nverdicts:")
     for verdict in report.verdicts:
         print(f"  {verdict.line()}")
@@ -112,8 +121,9 @@ def print_summary(report: BenchReport) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=f"python -m {MODULE}",
-        description="Echo floor vs FIT vs Two-Tower through /prerank, decoupled vs per-pair "
-        "scoring, 2-worker throughput; writes docs/benchmarks/latency.md and latency.png. "
+        description="Echo floor vs FIT vs Two-Tower through /prerank in every wire format, the "
+        "scorer against its FLOPs, the naive per-pair path, 2-worker throughput of FIT and the "
+        "floor; writes docs/benchmarks/latency.md and latency.png. "
         "PRERANK_BENCH_* settings (research/settings.py) set the rest.",
     )
     parser.add_argument("--quick", action="store_true", help="a short run through every step")

@@ -2,16 +2,23 @@
 around the model (FastAPI + uvicorn, the route's bounded raw-body read, `parse_request` in a
 worker thread, de-duplication, catalogue lookup, ordering, the answer's encoder; every wire format
 the service speaks, negotiated as it does) with an id hash for a score instead of the model.
-Configured by the service's own PRERANK_* settings (host, port, limits, threads); with
-PRERANK_BUNDLE_DIR, ids outside that bundle's catalogue are reported unknown, as the service
+Configured by the service's own PRERANK_* settings (host, port, limits, threads, workers: with
+PRERANK_WORKERS > 1, forked worker processes on one listening socket, as the service runs them);
+with PRERANK_BUNDLE_DIR, ids outside that bundle's catalogue are reported unknown, as the service
 reports them."""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
+import socket
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from types import FrameType
 
 import numpy as np
 import uvicorn
@@ -31,11 +38,11 @@ from prerank_contract.http import (
 from prerank_contract.manifest import ITEM_IDS_FILE
 from prerank_contract.settings import configure_logging, load_settings
 from prerank_contract.traffic import CONTROL
-from service.ranking import best_first, deduplicate, parse_request
+from service.ranking import best_first, deduplicate, invalid, parse_request
 from service.routes import answer_format, body_format, read_body
 from service.settings import ServiceSettings
 from service.snapshot import search_sorted
-from service.workers import uvicorn_config
+from service.workers import STOP_MARGIN_SECONDS, WATCH_SECONDS, bind, uvicorn_config
 
 log = logging.getLogger("research.bench.echo")
 
@@ -47,6 +54,15 @@ HASH_SCALE = 2.0**-64
 def echo_scores(item_ids: np.ndarray) -> np.ndarray:
     """[N] int64 ids -> [N] float64 pseudo-scores in [0, 1): a hash of the id, no model."""
     return (item_ids.astype(np.uint64) * HASH_MULTIPLIER).astype(np.float64) * HASH_SCALE
+
+
+def integer_ids(ids: Sequence[int | str]) -> np.ndarray:
+    """The candidates as [n] int64; ids written as strings are a 422 naming the field, as the
+    service answers them for a version whose item ids are integers (the floor's catalogue is the
+    bundle's integer item ids)."""
+    if any(isinstance(item_id, str) for item_id in ids[:1]):
+        raise invalid(("candidates",), "string ids, but the catalogue's item ids are integers")
+    return np.asarray(ids, dtype=np.int64)
 
 
 def echo_answer(
@@ -61,7 +77,7 @@ def echo_answer(
     (every id known). `wire`: the body's and the answer's formats, negotiated as the service
     does."""
     request = parse_request(body, max_candidates, max_history, wire[0])
-    candidate_ids, duplicates = deduplicate(np.asarray(request.candidates, dtype=np.int64))
+    candidate_ids, duplicates = deduplicate(integer_ids(request.candidates))
     if catalogue is None:
         known = np.full(candidate_ids.size, True)
     else:
@@ -135,11 +151,58 @@ def create_echo_app(settings: ServiceSettings, catalogue: np.ndarray | None) -> 
     return app
 
 
+def serve_echo(
+    settings: ServiceSettings,
+    catalogue: np.ndarray | None,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """One echo server process (on `sockets`, else bound to host:port)."""
+    app = create_echo_app(settings, catalogue)
+    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=sockets)
+
+
+def serve_workers(settings: ServiceSettings, catalogue: np.ndarray | None) -> None:
+    """`settings.workers` forked echo servers accepting on one socket (the service's layout:
+    a parent and its workers); SIGTERM or SIGINT is passed on to each, which the parent waits
+    for (SIGKILL past the shutdown timeout)."""
+    listening = bind(settings)
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=serve_echo, args=(settings, catalogue, [listening]))
+        for _ in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    stopping = threading.Event()
+    received: list[int] = []
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        received.append(sig)
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):  # after the fork: the workers keep uvicorn's
+        signal.signal(sig, on_signal)
+    while not stopping.wait(WATCH_SECONDS):
+        pass
+    for worker in workers:
+        if worker.is_alive() and worker.pid is not None:
+            os.kill(worker.pid, received[0])
+    for worker in workers:
+        worker.join(settings.shutdown_timeout_seconds + STOP_MARGIN_SECONDS)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+    listening.close()
+
+
 def main() -> int:
     settings = load_settings(ServiceSettings)
     configure_logging(settings.log_level.upper())
-    app = create_echo_app(settings, load_catalogue(settings))
-    uvicorn.Server(uvicorn_config(app, settings)).run()
+    catalogue = load_catalogue(settings)
+    if settings.workers > 1:
+        serve_workers(settings, catalogue)
+    else:
+        serve_echo(settings, catalogue)
     return 0
 
 

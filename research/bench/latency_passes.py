@@ -1,5 +1,6 @@
-"""Closed-loop latency: every target at every candidate count, in rounds that rotate the order of
-the targets, with the CPU each side used over the timed requests."""
+"""Closed-loop latency: every target in every wire format at every candidate count, in rounds
+that rotate the order of the (target, format) turns, with the CPU each side used over the timed
+requests."""
 
 from __future__ import annotations
 
@@ -7,19 +8,23 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from tqdm import tqdm
 
 from research.bench.cpu import PERCENT, CpuMeter, CpuUse
 from research.bench.request_sets import RequestSet, request_set
-from research.http_client import PERCENTILES, closed_loop
+from research.bench.wire_formats import WIRE_FORMATS, WireFormat
+from research.http_client import PERCENTILES, ClosedLoopRun, closed_loop
 from research.service_process import ServiceProcess
 from research.settings import BenchSettings
 
 log = logging.getLogger("research.bench.latency_passes")
 
 HEADLINE_PERCENTILES = (50, 99)
+
+Turn = TypeVar("Turn")
 
 
 @dataclass(frozen=True)
@@ -34,14 +39,30 @@ class Pass:
 
 
 def measure_pass(
-    service: ServiceProcess, bodies: Sequence[bytes], warmup: int, timeout: float
+    service: ServiceProcess,
+    bodies: Sequence[bytes],
+    warmup: int,
+    timeout: float,
+    wire: WireFormat = WIRE_FORMATS["json"],
 ) -> Pass:
     """`warmup` untimed requests, then the rest timed on one connection, with the CPU used by
-    this (client) process and the server's processes over the timed requests."""
+    this (client) process and the server's processes over the timed requests. `bodies` are in
+    `wire`'s encoding; the answers are asked for and read in it."""
     url = f"{service.url}/prerank"
-    warm = closed_loop(url, bodies[:warmup], timeout=timeout)
+
+    def run(part: Sequence[bytes]) -> ClosedLoopRun:
+        return closed_loop(
+            url,
+            part,
+            wire.headers,
+            timeout,
+            content_type=wire.content_type,
+            decode=wire.decode,
+        )
+
+    warm = run(bodies[:warmup])
     meter = CpuMeter(service.processes())
-    timed = closed_loop(url, bodies[warmup:], timeout=timeout)
+    timed = run(bodies[warmup:])
     return Pass(
         latencies_ms=timed.latencies_ms,
         wall_seconds=timed.wall_seconds,
@@ -54,9 +75,10 @@ def measure_pass(
 
 @dataclass(frozen=True)
 class LatencyRow:
-    """One target at one candidate count, over every round."""
+    """One target in one wire format at one candidate count, over every round."""
 
     target: str
+    wire: str  # the wire format's name (`WIRE_FORMATS`)
     candidates: int  # ids per request
     known: int  # of them in the catalogue
     requests: int  # timed
@@ -71,13 +93,14 @@ class LatencyRow:
     other_cpu_percent: float  # of one core, every other process of the machine
 
 
-def summarise(target: str, requests: RequestSet, passes: Sequence[Pass]) -> LatencyRow:
-    """Every round's passes of one target at one candidate count, as one row."""
+def summarise(target: str, wire: str, requests: RequestSet, passes: Sequence[Pass]) -> LatencyRow:
+    """Every round's passes of one target in one format at one candidate count, as one row."""
     latencies = np.concatenate([p.latencies_ms for p in passes])
     p50, p95, p99 = (float(v) for v in np.percentile(latencies, PERCENTILES))
     window = sum(p.cpu.window_seconds for p in passes)
     return LatencyRow(
         target=target,
+        wire=wire,
         candidates=requests.candidates,
         known=requests.known,
         requests=int(latencies.size),
@@ -93,11 +116,11 @@ def summarise(target: str, requests: RequestSet, passes: Sequence[Pass]) -> Late
     )
 
 
-def rotated(targets: Sequence[str], shift: int) -> list[str]:
-    """The targets starting at `shift`: turns of one round, and rounds of one candidate count,
-    start at different targets."""
-    shift %= len(targets)
-    return [*targets[shift:], *targets[:shift]]
+def rotated(turns: Sequence[Turn], shift: int) -> list[Turn]:
+    """The turns starting at `shift`: turns of one round, and rounds of one candidate count,
+    start at different turns."""
+    shift %= len(turns)
+    return [*turns[shift:], *turns[:shift]]
 
 
 def measure_latency(
@@ -106,43 +129,51 @@ def measure_latency(
     users: int,
     settings: BenchSettings,
 ) -> list[LatencyRow]:
-    """Closed-loop latency of every target at every candidate count. Per round and count, every
-    target gets the same bodies, back to back, in an order that rotates between turns."""
+    """Closed-loop latency of every target in every format of `bench_wire_formats` at every
+    candidate count. Per round and count, every (target, format) turn gets the same requests,
+    back to back, in an order that rotates between turns."""
     rng = np.random.default_rng(settings.bench_seed)
-    targets = list(services)
-    passes: dict[tuple[str, int], list[Pass]] = defaultdict(list)
+    turns = [(target, wire) for wire in settings.bench_wire_formats for target in services]
+    passes: dict[tuple[str, str, int], list[Pass]] = defaultdict(list)
     sets: dict[int, RequestSet] = {}
     per_target = settings.bench_warmup + settings.bench_requests
     counts = settings.bench_candidates
-    turns = settings.bench_rounds * len(counts)
+    steps = settings.bench_rounds * len(counts)
     with tqdm(
-        total=turns * len(targets), desc="closed loop", disable=not settings.bench_progress
+        total=steps * len(turns), desc="closed loop", disable=not settings.bench_progress
     ) as bar:
-        for turn in range(turns):
-            round_index, wanted = divmod(turn, len(counts))
+        for step in range(steps):
+            round_index, wanted = divmod(step, len(counts))
             candidates = counts[wanted]
             sets[candidates] = request_set(
                 catalogue, candidates, per_target, settings.bench_history, users, rng
             )
-            for target in rotated(targets, round_index + wanted):
-                bar.set_postfix_str(f"round {round_index + 1} N={candidates} {target}")
+            bodies = {
+                wire: sets[candidates].encoded(WIRE_FORMATS[wire])
+                for wire in settings.bench_wire_formats
+            }
+            for target, wire in rotated(turns, round_index + wanted):
+                bar.set_postfix_str(f"round {round_index + 1} N={candidates} {target} {wire}")
                 result = measure_pass(
                     services[target],
-                    sets[candidates].bodies,
+                    bodies[wire],
                     settings.bench_warmup,
                     settings.bench_request_timeout_seconds,
+                    WIRE_FORMATS[wire],
                 )
-                passes[target, candidates].append(result)
+                passes[target, wire, candidates].append(result)
                 log.info(
-                    "round %d, %d candidates, %s: p50 %.2f ms, p99 %.2f ms",
+                    "round %d, %d candidates, %s over %s: p50 %.2f ms, p99 %.2f ms",
                     round_index + 1,
                     candidates,
                     target,
+                    wire,
                     *np.percentile(result.latencies_ms, HEADLINE_PERCENTILES),
                 )
                 bar.update()
     return [
-        summarise(target, sets[candidates], passes[target, candidates])
-        for target in targets
+        summarise(target, wire, sets[candidates], passes[target, wire, candidates])
+        for wire in settings.bench_wire_formats
+        for target in services
         for candidates in counts
     ]

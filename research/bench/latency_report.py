@@ -18,6 +18,7 @@ import torch
 from prerank_contract.bundle import write_text_atomically
 from research.bench.latency_passes import LatencyRow
 from research.bench.latency_plot import plot_latency
+from research.bench.scorer_efficiency import ScorerEfficiency
 from research.bench.scoring_paths import ScoringPaths
 from research.bench.throughput import Throughput, error_kinds_note
 from research.bench.verdicts import Verdict
@@ -84,10 +85,26 @@ class BenchReport:
     versions: dict[str, str]  # target -> served version
     catalogue: int
     rows: list[LatencyRow]
-    scoring: ScoringPaths | None
-    throughput: Throughput
-    echo_throughput: Throughput | None
+    efficiency: ScorerEfficiency | None  # FIT's ONNX scorer against its FLOPs
+    scoring: ScoringPaths | None  # the naive per-pair path (information, not a goal)
+    throughputs: list[Throughput]  # per (target, wire format)
     verdicts: list[Verdict]
+
+
+@dataclass(frozen=True)
+class P50Grid:
+    """The closed loop's p50 at a glance: a column per (target, wire format), a line per N."""
+
+    columns: list[tuple[str, str]]  # (target, wire format), in the rows' order
+    lines: list[tuple[int, list[float | None]]]  # (N sent, p50 ms of each column or None)
+
+
+def p50_grid(rows: Sequence[LatencyRow]) -> P50Grid:
+    columns = list(dict.fromkeys((r.target, r.wire) for r in rows))
+    counts = sorted({r.candidates for r in rows})
+    p50 = {(r.target, r.wire, r.candidates): r.p50_ms for r in rows}
+    lines = [(n, [p50.get((target, wire, n)) for target, wire in columns]) for n in counts]
+    return P50Grid(columns, lines)
 
 
 def join_formatted(values: Iterable[float], spec: str) -> str:
@@ -99,6 +116,7 @@ def templates() -> jinja2.Environment:
         "fmt": format,
         "join_formatted": join_formatted,
         "error_kinds_note": error_kinds_note,
+        "p50_grid": p50_grid,
     }
     return markdown_templates(TEMPLATES, filters, trim_blocks=True)
 
@@ -108,8 +126,9 @@ def render_markdown(report: BenchReport) -> str:
 
 
 def latency_table(rows: Sequence[LatencyRow]) -> str:
-    """The closed-loop table alone, as the report has it."""
-    return str(templates().get_template(TABLES_TEMPLATE).module.latency_table(rows))  # type: ignore[attr-defined]
+    """The closed loop's p50 grid and full table, as the report has them."""
+    tables = templates().get_template(TABLES_TEMPLATE).module
+    return f"{tables.p50_table(rows)}\n{tables.latency_table(rows)}"  # type: ignore[attr-defined]
 
 
 def write_report(report: BenchReport, report_dir: Path) -> tuple[Path, Path]:

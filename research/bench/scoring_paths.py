@@ -1,6 +1,6 @@
-"""FIT's two ways of scoring one user's candidates, timed in process (torch): decoupled (the user
-tower once, precomputed item heads gathered, the scorer) against the full model once per
-(user, item) pair."""
+"""The naive path, for information: FIT's full model once per (user, item) pair against
+decoupled scoring (the user tower once, precomputed item heads gathered, the scorer), timed in
+process (torch). It says how slow the naive path is, not how fast ours is: no goal judges it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Open-loop throughput: a server under requests at fixed rates, stepped up until one breaks (an
-error, p99 past the tail limit, or answers falling behind the rate)."""
+"""Open-loop throughput: FIT and the echo floor, each with the same worker processes, under
+requests at fixed rates in each wire format, stepped up until one breaks (an error, p99 past the
+tail limit, or answers falling behind the rate)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from prerank_contract.settings import ENV_PREFIX
 from research.bench.cpu import CpuMeter
 from research.bench.latency_passes import HEADLINE_PERCENTILES
 from research.bench.request_sets import request_set
-from research.bench.targets import ECHO, FIT, max_candidates, service_env
+from research.bench.targets import ECHO, ECHO_MODULE, FIT, max_candidates, service_env
+from research.bench.wire_formats import WIRE_FORMATS, WireFormat
 from research.http_client import OpenLoopRun, open_loop
-from research.service_process import ServiceProcess
+from research.service_process import SERVICE_MODULE, ServiceProcess
 from research.settings import BenchSettings
 
 log = logging.getLogger("research.bench.throughput")
@@ -45,9 +47,10 @@ class RateStep:
 
 @dataclass(frozen=True)
 class Throughput:
-    """The open-loop step-up against one server."""
+    """The open-loop step-up against one server in one wire format."""
 
     target: str
+    wire: str  # the wire format's name (`WIRE_FORMATS`)
     workers: int
     processes: int  # server processes seen (a supervisor and its workers)
     candidates: int
@@ -111,14 +114,12 @@ def rate_step(run: OpenLoopRun, meter: CpuMeter, settings: BenchSettings) -> Rat
 def step_up(
     service: ServiceProcess,
     bodies: Sequence[bytes],
+    wire: WireFormat,
     settings: BenchSettings,
     label: str,
-    *,
-    stop_at_break: bool = True,
 ) -> list[RateStep]:
-    """Open loop at each rate of `bench_throughput_rates` (increasing) until one breaks; with
-    `stop_at_break=False`, on past a tail that broke until errors come or answers fall behind
-    (the whole curve, for a reference server)."""
+    """Open loop at each rate of `bench_throughput_rates` (increasing) until one breaks; `bodies`
+    in `wire`'s encoding, the answers asked for in it."""
     url = f"{service.url}/prerank"
     rates = sorted(settings.bench_throughput_rates)
 
@@ -130,6 +131,8 @@ def step_up(
             seconds,
             timeout=settings.bench_throughput_request_timeout_seconds,
             connections=settings.bench_throughput_connections,
+            headers=wire.headers,
+            content_type=wire.content_type,
         )
 
     if settings.bench_throughput_warmup_seconds:
@@ -140,16 +143,16 @@ def step_up(
         step = rate_step(run_at(rate, settings.bench_throughput_seconds), meter, settings)
         steps.append(step)
         log.info("open loop %s: %s", label, step)
-        overloaded = step.errors > 0 or step.completed_rate < (
-            settings.bench_throughput_keep_up * rate
-        )
-        if overloaded or (stop_at_break and not step.held):
+        if not step.held:
             break
     return steps
 
 
-def throughput_bodies(catalogue: np.ndarray, users: int, settings: BenchSettings) -> list[bytes]:
-    """The bodies every open loop cycles through, drawn with the benchmark's seed."""
+def throughput_bodies(
+    catalogue: np.ndarray, users: int, wire: WireFormat, settings: BenchSettings
+) -> list[bytes]:
+    """The bodies every open loop cycles through, drawn with the benchmark's seed (the same
+    requests in every format)."""
     rng = np.random.default_rng(settings.bench_seed)
     return request_set(
         catalogue,
@@ -158,40 +161,54 @@ def throughput_bodies(catalogue: np.ndarray, users: int, settings: BenchSettings
         settings.bench_history,
         users,
         rng,
-    ).bodies
+    ).encoded(wire)
 
 
-def measure_echo_throughput(
-    echo: ServiceProcess, catalogue: np.ndarray, users: int, settings: BenchSettings
-) -> Throughput:
-    """The echo floor's whole curve (one process): how far the load generator itself reaches on
-    this machine."""
-    bodies = throughput_bodies(catalogue, users, settings)
-    processes = len(echo.processes())
-    steps = step_up(echo, bodies, settings, ECHO, stop_at_break=False)
-    return Throughput(ECHO, 1, processes, settings.bench_throughput_candidates, steps)
+def start_servers(
+    stack: ExitStack, fit_bundle: Path, settings: BenchSettings
+) -> tuple[dict[str, ServiceProcess], dict[str, str]]:
+    """The echo floor and the FIT service on `fit_bundle`, each with PRERANK_WORKERS =
+    `bench_throughput_workers`, stopped when `stack` closes: (target -> server started,
+    target -> why it did not start)."""
+    workers = settings.bench_throughput_workers
+    env = service_env(settings) | {f"{ENV_PREFIX}WORKERS": str(workers)}
+    started, failed = {}, {}
+    for target, module in ((ECHO, ECHO_MODULE), (FIT, SERVICE_MODULE)):
+        log_path = settings.bench_log_dir / f"{target}-{workers}-workers.log"
+        server = ServiceProcess.from_bundle_dir(
+            fit_bundle, log_path, max_candidates(settings), env_overrides=env, module=module
+        )
+        try:
+            started[target] = stack.enter_context(server)
+        except (RuntimeError, TimeoutError) as exc:
+            failed[target] = f"{target} with PRERANK_WORKERS={workers} did not start: {exc}"
+    return started, failed
 
 
 def measure_throughput(
     fit_bundle: Path, catalogue: np.ndarray, users: int, settings: BenchSettings
-) -> Throughput:
-    """The FIT service with PRERANK_WORKERS=bench_throughput_workers under the open-loop
-    step-up; not measured (with the reason) when that service does not start."""
+) -> list[Throughput]:
+    """The echo floor and the FIT service, both with the same worker processes and both running
+    all along, under the open-loop step-up in each of `bench_throughput_wire_formats`, floor and
+    FIT in turn per format; a server that does not start is not measured (with the reason)."""
     workers = settings.bench_throughput_workers
     candidates = settings.bench_throughput_candidates
-    bodies = throughput_bodies(catalogue, users, settings)
-    env = service_env(settings) | {f"{ENV_PREFIX}WORKERS": str(workers)}
-    log_path = settings.bench_log_dir / f"{FIT}-{workers}-workers.log"
+    results = []
     with ExitStack() as stack:
-        try:
-            service = stack.enter_context(
-                ServiceProcess.from_bundle_dir(
-                    fit_bundle, log_path, max_candidates(settings), env_overrides=env
-                )
-            )
-        except (RuntimeError, TimeoutError) as exc:
-            reason = f"the service with PRERANK_WORKERS={workers} did not start: {exc}"
-            return Throughput(FIT, workers, 0, candidates, not_measured=reason)
-        processes = len(service.processes())
-        steps = step_up(service, bodies, settings, f"{FIT} x{workers}")
-    return Throughput(FIT, workers, processes, candidates, steps)
+        started, failed = start_servers(stack, fit_bundle, settings)
+        for wire_name in settings.bench_throughput_wire_formats:
+            wire = WIRE_FORMATS[wire_name]
+            bodies = throughput_bodies(catalogue, users, wire, settings)
+            for target in (ECHO, FIT):
+                if target in failed:
+                    reason = failed[target]
+                    results.append(
+                        Throughput(target, wire_name, workers, 0, candidates, not_measured=reason)
+                    )
+                    continue
+                service = started[target]
+                label = f"{target} x{workers} {wire_name}"
+                steps = step_up(service, bodies, wire, settings, label)
+                processes = len(service.processes())
+                results.append(Throughput(target, wire_name, workers, processes, candidates, steps))
+    return results

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import redis
 
+from offline_jobs.data.example import write_example
 from prerank_contract.features import FeatureSchema
 from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_store import active_version
 from prerank_contract.vocabulary import BundleVocabulary, read_values
 from tests.conftest import REDIS_URL, REPO_ROOT, TINY_MODEL, TINY_TRAIN, TINY_WORLD
-from tests.offline_jobs.data.shop_files import write_shop
 
 
 def run_job(artifacts: Path, prefix: str, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -128,7 +128,7 @@ def test_a_store_for_a_loader_that_reads_files_whole_is_refused(tmp_path: Path) 
 def test_run_trains_from_a_dataset_spec_and_names_what_is_wrong_in_one(
     tmp_path: Path, tiny_data
 ) -> None:
-    shop = write_shop(tiny_data, tmp_path / "shop", "csv")
+    shop = write_example(tiny_data, tmp_path / "shop", "csv")
     args = ("--no-publish", "--dataset", str(shop.spec))
     done = run_job(tmp_path / "artifacts", "unused:", *args, PRERANK_MODELS='["fit"]')
     assert done.returncode == 0, done.stderr

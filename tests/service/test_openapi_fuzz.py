@@ -80,6 +80,13 @@ def whole_ints(value: Any) -> Any:
     return value
 
 
+def as_int(value: int | float | str) -> int:
+    """A drawn id or value as an integer, deterministically (a string by its characters)."""
+    if isinstance(value, str):
+        return sum(ord(character) for character in value)
+    return int(value) if math.isfinite(value) else 0
+
+
 @dataclass(frozen=True)
 class Contract:
     """What /prerank accepts beyond its JSON schema: the served model's user fields and vocabulary
@@ -89,19 +96,23 @@ class Contract:
     user_fields: tuple[FieldSpec, ...]
     catalogue: tuple[int, ...]
 
-    def item(self, item_id: int) -> int:
+    def item(self, item_id: int | str) -> int:
         """Three ids in four become catalogue items (so the model scores them), the rest stay as
         drawn (mostly unknown items). Deterministic, so Hypothesis can replay and shrink."""
+        item_id = as_int(item_id)
         return item_id if item_id % 4 == 0 else self.catalogue[item_id % len(self.catalogue)]
 
-    def feature(self, spec: FieldSpec, value: int | list[int]) -> int | list[int]:
+    def feature(self, spec: FieldSpec, value: Any) -> int | list[int]:
         if isinstance(value, list):
-            return [v % spec.vocab_size for v in value[: spec.slots]]
-        return value % spec.vocab_size
+            return [as_int(v) % spec.vocab_size for v in value[: spec.slots]]
+        return as_int(value) % spec.vocab_size
 
     def conform(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A schema-valid body made contract-valid: same shape, values moved into range."""
+        """A schema-valid body made contract-valid: same shape, values moved into range, and
+        the served built-in model's integer ids and indices where the schema allows strings (a
+        version trained from a spec would take strings)."""
         body = whole_ints(body)
+        body["user_id"] = as_int(body["user_id"])
         body["candidates"] = [self.item(i) for i in body["candidates"][:MAX_CANDIDATES]]
         if body.get("history") is not None:
             body["history"] = [self.item(i) for i in body["history"][:MAX_HISTORY]]
@@ -218,6 +229,17 @@ def integer_bounds(schema: dict[str, Any]) -> tuple[int, int]:
     return low, high
 
 
+def integer_member(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The integer id of a field's schema: itself, or a member of its `anyOf` (an id may be a
+    string too; a list may be null), or the items of its integer list; None without one."""
+    if schema.get("type") == "integer":
+        return schema
+    if schema.get("type") == "array":
+        return integer_member(schema["items"])
+    members = [integer_member(member) for member in schema.get("anyOf", [])]
+    return next((member for member in members if member), None)
+
+
 @pytest.mark.parametrize("field", ["user_id", "candidates", "history"])
 def test_documented_integer_bounds_are_the_enforced_ones(
     fuzzed_service: ServiceProcess, field: str
@@ -227,9 +249,8 @@ def test_documented_integer_bounds_are_the_enforced_ones(
     spec = httpx.get(f"{fuzzed_service.url}/openapi.json").json()
     request_body = spec["paths"]["/prerank"]["post"]["requestBody"]
     properties = request_body["content"]["application/json"]["schema"]["properties"]
-    integer = properties[field]
-    if field != "user_id":
-        integer = next(s for s in integer.get("anyOf", [integer]) if s["type"] == "array")["items"]
+    integer = integer_member(properties[field])
+    assert integer is not None, properties[field]
     low, high = integer_bounds(integer)
 
     def post(value: int) -> httpx.Response:

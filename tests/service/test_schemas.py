@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from prerank_contract.http import DegradedReason, UserSource, encode_answer
 from prerank_contract.traffic import Arm
 from service.ranking import parse_request
-from service.schemas import INT64_MAX, INT64_MIN, PrerankRequest, PrerankResponse
+from service.schemas import INT64_MAX, INT64_MIN, MAX_ID_CHARS, PrerankRequest, PrerankResponse
 
 MAX_CANDIDATES = 20
 MAX_HISTORY = 10
@@ -29,17 +29,35 @@ PROPERTY = settings(max_examples=150, derandomize=True, deadline=None, database=
 
 int64 = st.integers(INT64_MIN, INT64_MAX)
 beyond_int64 = st.integers(INT64_MAX + 1, 2**70) | st.integers(-(2**70), INT64_MIN - 1)
-feature_value = st.integers(-(2**70), 2**70) | st.lists(st.integers(-(2**70), 2**70), max_size=4)
+string_id = st.text(min_size=1, max_size=12)
+raw_value = (
+    st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+)
+feature_value = raw_value | st.lists(raw_value, max_size=4)
 not_an_int = (
     st.text(max_size=5) | st.floats(allow_nan=False, allow_infinity=False) | st.booleans()
 ) | st.none()
+# Neither an int64 nor a string id: what no id field takes.
+not_an_id = (
+    st.just("")
+    | st.text(min_size=MAX_ID_CHARS + 1, max_size=MAX_ID_CHARS + 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.booleans()
+    | st.none()
+)
+
+
+def id_lists(max_size: int) -> st.SearchStrategy[list[int] | list[str]]:
+    """All integers or all strings: a list holds ids of one kind."""
+    return st.lists(int64, max_size=max_size) | st.lists(string_id, max_size=max_size)
+
 
 valid_requests = st.builds(
     PrerankRequest,
-    user_id=st.integers(0, INT64_MAX),
+    user_id=int64 | string_id,
     user_features=st.none() | st.dictionaries(st.text(max_size=8), feature_value, max_size=4),
-    history=st.none() | st.lists(int64, max_size=MAX_HISTORY),
-    candidates=st.lists(int64, max_size=MAX_CANDIDATES),
+    history=st.none() | id_lists(MAX_HISTORY),
+    candidates=id_lists(MAX_CANDIDATES),
     top_k=st.none() | st.integers(1, INT64_MAX),
     explain=st.booleans(),
 )
@@ -127,30 +145,68 @@ def test_any_bytes_parse_or_are_a_body_422(raw: bytes) -> None:
 
 
 @PROPERTY
-@given(value=not_an_int, field=st.sampled_from(["user_id", "top_k"]))
-def test_a_scalar_id_of_another_type_is_rejected_naming_it(value: object, field: str) -> None:
-    """Strings, floats (even 1.0), bools and null are not ids: the 422 names the field."""
-    if field == "top_k" and value is None:
-        return  # top_k is optional: null means "all"
-    errors = rejection(body({"user_id": 1, "candidates": [], field: value}))
-    assert locs(errors) == [("body", field)]
+@given(value=not_an_id)
+def test_a_user_id_neither_int64_nor_a_string_id_is_rejected_naming_it(value: object) -> None:
+    """Floats (even 1.0), bools, null, an empty string and one over 256 characters are not ids:
+    the 422 names the field."""
+    errors = rejection(body({"user_id": value, "candidates": []}))
+    assert locs(errors) == [("body", "user_id")]
+
+
+@PROPERTY
+@given(value=not_an_int.filter(lambda value: value is not None))
+def test_top_k_of_another_type_is_rejected_naming_it(value: object) -> None:
+    errors = rejection(body({"user_id": 1, "candidates": [], "top_k": value}))
+    assert locs(errors) == [("body", "top_k")]
 
 
 @PROPERTY
 @given(
-    value=not_an_int,
+    value=not_an_id,
     field=st.sampled_from(["candidates", "history"]),
-    ids=st.lists(int64, max_size=5),
+    ids=id_lists(5),
     position=st.integers(0, 5),
 )
-def test_a_listed_id_of_another_type_is_rejected_naming_its_index(
-    value: object, field: str, ids: list[int], position: int
+def test_a_listed_value_that_is_no_id_is_rejected_naming_its_index(
+    value: object, field: str, ids: list[int] | list[str], position: int
 ) -> None:
-    """A non-int among candidates or history is a 422 naming `[field, index]`."""
+    """A value that is no id, among integer or string ids, is a 422 naming `[field, index]`."""
     index = min(position, len(ids))
     ids.insert(index, value)  # type: ignore[arg-type]
     request = {"user_id": 1, "candidates": [1], field: ids}
     assert locs(rejection(body(request))) == [("body", field, index)]
+
+
+@PROPERTY
+@given(
+    field=st.sampled_from(["candidates", "history"]),
+    ints=st.lists(int64, min_size=1, max_size=5),
+    strings=st.lists(string_id, min_size=1, max_size=5),
+    position=st.integers(1, 5),
+    strings_first=st.booleans(),
+)
+def test_a_list_mixing_integer_and_string_ids_is_rejected_at_the_first_odd_one(
+    field: str, ints: list[int], strings: list[str], position: int, strings_first: bool
+) -> None:
+    """The first id sets the list's kind: the 422 names the first id of the other kind."""
+    ids: list[int | str] = [*strings] if strings_first else [*ints]
+    odd: list[int | str] = [*ints] if strings_first else [*strings]
+    index = min(position, len(ids))
+    ids.insert(index, odd[0])
+    request = {"user_id": 1, "candidates": [1], field: ids}
+    assert locs(rejection(body(request))) == [("body", field, index)]
+
+
+@PROPERTY
+@given(user_id=string_id, candidates=st.lists(string_id, max_size=MAX_CANDIDATES))
+def test_string_ids_parse_as_sent(user_id: str, candidates: list[str]) -> None:
+    raw = body({"user_id": user_id, "candidates": candidates, "history": candidates[:3]})
+    parsed = parse_request(raw, MAX_CANDIDATES, MAX_HISTORY)
+    assert (parsed.user_id, parsed.candidates, parsed.history) == (
+        user_id,
+        candidates,
+        candidates[:3],
+    )
 
 
 @PROPERTY
@@ -164,15 +220,15 @@ def test_an_item_id_beyond_int64_is_rejected_naming_it(value: int, field: str) -
 
 
 @PROPERTY
-@given(value=beyond_int64 | st.integers(INT64_MIN, -1))
+@given(value=beyond_int64)
 @example(value=INT64_MAX + 1)
-@example(value=-1)
-def test_a_user_id_outside_zero_to_int64_max_is_rejected(value: int) -> None:
+@example(value=INT64_MIN - 1)
+def test_a_user_id_outside_int64_is_rejected(value: int) -> None:
     errors = rejection(body({"user_id": value, "candidates": []}))
     assert locs(errors) == [("body", "user_id")]
 
 
-@pytest.mark.parametrize("edge", [0, INT64_MAX])
+@pytest.mark.parametrize("edge", [INT64_MIN, 0, INT64_MAX, "u", "x" * MAX_ID_CHARS])
 def test_user_id_bounds_are_inclusive(edge: int) -> None:
     assert parse_request(body({"user_id": edge, "candidates": []}), 1, 1).user_id == edge
 
@@ -192,8 +248,9 @@ def test_item_id_bounds_are_inclusive(edge: int) -> None:
 def test_nan_or_infinity_in_user_features_is_a_422_naming_the_field(
     value: float, as_list: bool, name: str
 ) -> None:
-    """Python's json writes NaN/Infinity tokens; pydantic reads them as floats and rejects them as
-    ints, so the 422 names `user_features.<name>` (never a 500, never a silent accept)."""
+    """Python's json writes NaN/Infinity tokens; pydantic reads them as floats and rejects them
+    (a numeric value must be finite), so the 422 names `user_features.<name>` (never a 500, never
+    a silent accept)."""
     raw = body(
         {"user_id": 1, "candidates": [1], "user_features": {name: [value] if as_list else value}}
     )
@@ -243,6 +300,7 @@ ids = st.lists(int64, max_size=6)
 
 @PROPERTY
 @given(
+    string_ids=st.booleans(),
     scored=st.lists(st.tuples(int64, st.floats(0, 1), st.integers(0, 63)), max_size=6),
     explain=st.booleans(),
     unknown=ids,
@@ -252,6 +310,7 @@ ids = st.lists(int64, max_size=6)
     reasons=st.lists(st.sampled_from(get_args(DegradedReason)), unique=True),
 )
 def test_the_answer_encoder_writes_what_the_response_schema_documents(
+    string_ids: bool,
     scored: list[tuple[int, float, int]],
     explain: bool,
     unknown: list[int],
@@ -261,19 +320,27 @@ def test_the_answer_encoder_writes_what_the_response_schema_documents(
     reasons: list[DegradedReason],
 ) -> None:
     """Every answer `encode_answer` writes validates as a `PrerankResponse`, which holds every
-    field of it: the OpenAPI document describes the answers the service sends."""
+    field of it (string ids as strings): the OpenAPI document describes the answers the service
+    sends."""
     meta_index = np.array([cluster for _, _, cluster in scored], dtype=np.int64)
+
+    def as_sent(values: list[int]) -> np.ndarray:
+        return np.array([f"B{v}" for v in values], np.str_) if string_ids else np.array(values)
+
     payload = encode_answer(
         model_version="v1",
         arm=arm,
-        item_ids=np.array([item_id for item_id, _, _ in scored], dtype=np.int64),
+        item_ids=as_sent([item_id for item_id, _, _ in scored]).astype(
+            np.str_ if string_ids else np.int64
+        ),
         scores=np.array([score for _, score, _ in scored], dtype=np.float64),
         meta_index=meta_index if explain else None,
-        unknown_ids=np.asarray(unknown, dtype=np.int64),
-        duplicate_ids=np.asarray(duplicates, dtype=np.int64),
+        unknown_ids=as_sent(unknown),
+        duplicate_ids=as_sent(duplicates),
         user_source=source,
         degraded_reasons=reasons,
     )
     parsed = PrerankResponse.model_validate_json(payload)
     assert parsed.model_dump(mode="json", exclude_none=True) == orjson.loads(payload)
     assert parsed.degraded is bool(reasons) and parsed.cold_start is (source == "cold_start")
+    assert all(isinstance(item.item_id, str) is string_ids for item in parsed.items)

@@ -10,20 +10,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from offline_jobs.data.example import ExampleFiles, write_example
 from offline_jobs.data.spec import load_spec
 from offline_jobs.data.spec_data import load_spec_data
 from prerank_contract.features import PADDING_INDEX
-from tests.offline_jobs.data.shop_files import ShopFiles, write_shop
 
 
 @pytest.fixture(scope="module")
-def shop(tiny_data, tmp_path_factory) -> ShopFiles:
-    return write_shop(tiny_data, tmp_path_factory.mktemp("shop"))
+def shop(tiny_data, tmp_path_factory) -> ExampleFiles:
+    return write_example(tiny_data, tmp_path_factory.mktemp("shop"))
 
 
-def test_parquet_and_csv_give_the_same_data(shop: ShopFiles, tiny_data, tmp_path: Path) -> None:
+def test_parquet_and_csv_give_the_same_data(shop: ExampleFiles, tiny_data, tmp_path: Path) -> None:
     from_parquet = load_spec_data(load_spec(shop.spec))
-    from_csv = load_spec_data(load_spec(write_shop(tiny_data, tmp_path, "csv").spec))
+    from_csv = load_spec_data(load_spec(write_example(tiny_data, tmp_path, "csv").spec))
     assert from_parquet.fingerprint() == from_csv.fingerprint()
     assert from_parquet.vocabulary is not None
     assert from_parquet.vocabulary.items.values.to_pylist() == shop.items  # sorted raw ids
@@ -31,7 +31,7 @@ def test_parquet_and_csv_give_the_same_data(shop: ShopFiles, tiny_data, tmp_path
     assert from_parquet.num_items == tiny_data.num_items
 
 
-def test_every_sample_is_a_row_of_the_log_with_its_history(shop: ShopFiles, tiny_data) -> None:
+def test_every_sample_is_a_row_of_the_log_with_its_history(shop: ExampleFiles, tiny_data) -> None:
     data = load_spec_data(load_spec(shop.spec))
     assert data.vocabulary is not None
     users = data.vocabulary.users.values.to_pylist()
@@ -57,7 +57,7 @@ def test_every_sample_is_a_row_of_the_log_with_its_history(shop: ShopFiles, tiny
         assert history[history != PADDING_INDEX].tolist() == expected.tolist()
 
 
-def test_the_temporal_split_puts_the_latest_samples_in_test(shop: ShopFiles) -> None:
+def test_the_temporal_split_puts_the_latest_samples_in_test(shop: ExampleFiles) -> None:
     data = load_spec_data(load_spec(shop.spec))
     train, validation, test = (
         data.timestamps[data.splits[s]] for s in ("train", "validation", "test")
@@ -66,7 +66,7 @@ def test_the_temporal_split_puts_the_latest_samples_in_test(shop: ShopFiles) -> 
     assert test.size == round(0.1 * data.user_ids.size)
 
 
-def test_features_are_encoded_by_the_vocabularies(shop: ShopFiles, tiny_data) -> None:
+def test_features_are_encoded_by_the_vocabularies(shop: ExampleFiles, tiny_data) -> None:
     data = load_spec_data(load_spec(shop.spec))
     vocabulary = data.vocabulary
     assert vocabulary is not None
@@ -85,7 +85,7 @@ def test_features_are_encoded_by_the_vocabularies(shop: ShopFiles, tiny_data) ->
     assert set(ages.tolist()) <= set(range(1, age.vocab_size))
 
 
-def test_a_list_column_reads_as_the_separated_string(shop: ShopFiles, tmp_path: Path) -> None:
+def test_a_list_column_reads_as_the_separated_string(shop: ExampleFiles, tmp_path: Path) -> None:
     items = pq.read_table(shop.folder / "items.parquet")
     lists = pa.array([value.split("|") for value in items.column("tags").to_pylist()])
     pq.write_table(items.set_column(2, "tags", lists), tmp_path / "items.parquet")

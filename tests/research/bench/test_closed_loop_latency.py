@@ -1,13 +1,16 @@
-"""The closed-loop measurement: every (target, candidate count) row has sane figures, and the
-request sets pad past the catalogue with unknown ids, never duplicates."""
+"""The closed-loop measurement: every (target, wire format, candidate count) row has sane
+figures, and the request sets pad past the catalogue with unknown ids, never duplicates, and
+carry the same requests in every format."""
 
 from __future__ import annotations
 
+import msgpack
 import numpy as np
 import orjson
 
 from research.bench.latency_passes import measure_latency
 from research.bench.request_sets import request_set
+from research.bench.wire_formats import WIRE_FORMATS
 from research.service_process import ServiceProcess
 from research.settings import BenchSettings
 
@@ -16,8 +19,10 @@ def test_closed_loop_figures_are_sane(
     servers: dict[str, ServiceProcess], catalogue: np.ndarray
 ) -> None:
     counts = (10, 50, catalogue.size + 100)  # the last one past the catalogue
+    wires = tuple(WIRE_FORMATS)
     settings = BenchSettings(
         bench_candidates=counts,
+        bench_wire_formats=wires,
         bench_requests=8,
         bench_warmup=2,
         bench_rounds=2,
@@ -25,7 +30,9 @@ def test_closed_loop_figures_are_sane(
         bench_progress=False,
     )
     rows = measure_latency(servers, catalogue, 100, settings)
-    assert [(r.target, r.candidates) for r in rows] == [(t, n) for t in servers for n in counts]
+    assert [(r.wire, r.target, r.candidates) for r in rows] == [
+        (w, t, n) for w in wires for t in servers for n in counts
+    ]
     for row in rows:
         assert row.requests == 16 and row.errors == 0 and row.deadline_fallbacks == 0
         assert 0 < row.p50_ms <= row.p95_ms <= row.p99_ms
@@ -39,7 +46,11 @@ def test_request_sets_pad_past_the_catalogue_with_unknown_ids(catalogue: np.ndar
     rng = np.random.default_rng(0)
     requests = request_set(catalogue, catalogue.size + 20, 3, 4, 50, rng)
     assert requests.known == catalogue.size
-    for body in requests.bodies:
+    json_bodies = requests.bodies
+    assert [msgpack.unpackb(body) for body in requests.encoded(WIRE_FORMATS["msgpack"])] == [
+        orjson.loads(body) for body in json_bodies
+    ]  # the same requests in every format
+    for body in json_bodies:
         parsed = orjson.loads(body)
         ids = np.asarray(parsed["candidates"])
         assert ids.size == np.unique(ids).size == catalogue.size + 20

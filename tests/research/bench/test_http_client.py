@@ -1,6 +1,6 @@
 """The measurements' HTTP client against the echo floor: the open loop keeps its rate and
-schedule and counts errors by kind, its pool survives connections closed while idle, and the
-closed loop counts errors."""
+schedule and counts errors by kind, its pool survives connections closed while idle, the closed
+loop counts errors, and both speak every wire format."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from research.bench.request_sets import request_set
 from research.bench.targets import ECHO
+from research.bench.wire_formats import WIRE_FORMATS
 from research.http_client import ConnectionPool, closed_loop, encode_requests, open_loop
 from research.service_process import ServiceProcess, free_port
 
@@ -89,6 +90,35 @@ def test_closed_loop_counts_errors(servers: dict[str, ServiceProcess]) -> None:
     bodies = [b'{"user_id": 1, "candidates": ["x"]}', b'{"user_id": 1, "candidates": [1]}']
     run = closed_loop(f"{servers[ECHO].url}/prerank", bodies)
     assert run.errors == 1 and run.latencies_ms.size == 2
+
+
+def test_both_loops_speak_every_wire_format(
+    servers: dict[str, ServiceProcess], catalogue: np.ndarray
+) -> None:
+    """Each format's body with its Content-Type and Accept, its answer decoded: no errors. The
+    same MessagePack bodies sent as JSON are 422s: the Content-Type is what the server reads."""
+    requests = request_set(catalogue, 50, 6, 5, 100, np.random.default_rng(2))
+    url = f"{servers[ECHO].url}/prerank"
+    for wire in WIRE_FORMATS.values():
+        bodies = requests.encoded(wire)
+        closed = closed_loop(
+            url, bodies, wire.headers, content_type=wire.content_type, decode=wire.decode
+        )
+        assert closed.errors == 0 and closed.latencies_ms.size == len(bodies), wire.name
+        opened = open_loop(
+            url,
+            bodies,
+            OPEN_LOOP_RATE,
+            0.1,
+            timeout=10,
+            connections=4,
+            headers=wire.headers,
+            content_type=wire.content_type,
+        )
+        assert opened.errors == 0 and opened.sent == OPEN_LOOP_RATE * 0.1, wire.name
+    msgpack_bodies = requests.encoded(WIRE_FORMATS["msgpack"])
+    as_json = closed_loop(url, msgpack_bodies)
+    assert as_json.errors == len(msgpack_bodies)
 
 
 def test_the_closed_loop_reconnects_when_the_server_says_close() -> None:

@@ -1,5 +1,6 @@
-"""The open-loop step-up: the multi-worker service is started and stepped up in increasing
-rates, and a rate holds only without errors, within the tail limit and keeping pace."""
+"""The open-loop step-up: the echo floor and the FIT service, each with several workers, are
+started and stepped up in increasing rates in each wire format, and a rate holds only without
+errors, within the tail limit and keeping pace."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from research.bench.targets import ECHO, FIT
 from research.bench.throughput import measure_throughput, rate_holds
 from research.settings import BenchSettings
 from tests.conftest import Bundle
 from tests.research.bench.builders import GOALS
 
 
-def test_throughput_steps_up_the_multi_worker_service(
+def test_throughput_steps_up_the_floor_and_fit_with_the_same_workers(
     fit_bundle: Bundle, catalogue: np.ndarray, tmp_path: Path
 ) -> None:
     settings = BenchSettings(
@@ -22,15 +24,25 @@ def test_throughput_steps_up_the_multi_worker_service(
         bench_throughput_warmup_seconds=0.5,
         bench_throughput_candidates=50,
         bench_throughput_bodies=10,
+        bench_throughput_wire_formats=("json", "msgpack"),
         bench_candidates=(50,),
         bench_log_dir=tmp_path,
         bench_progress=False,
     )
-    throughput = measure_throughput(fit_bundle.path, catalogue, 100, settings)
-    assert throughput.not_measured is None
-    assert throughput.processes >= settings.bench_throughput_workers
-    assert [s.rate for s in throughput.steps][:1] == [20.0]  # increasing order
-    assert all(s.errors == 0 and s.sent > 0 and s.server_cpu_percent > 0 for s in throughput.steps)
+    throughputs = measure_throughput(fit_bundle.path, catalogue, 100, settings)
+    assert [(t.wire, t.target) for t in throughputs] == [
+        ("json", ECHO),
+        ("json", FIT),
+        ("msgpack", ECHO),
+        ("msgpack", FIT),
+    ]
+    for throughput in throughputs:
+        assert throughput.not_measured is None
+        # a parent and its workers, the floor as the service
+        assert throughput.processes == settings.bench_throughput_workers + 1
+        assert [s.rate for s in throughput.steps][:1] == [20.0]  # increasing order
+        assert all(s.errors == 0 and s.sent > 0 for s in throughput.steps)
+        assert all(s.server_cpu_percent > 0 for s in throughput.steps)
 
 
 def test_rate_holds_only_when_answers_keep_pace() -> None:
