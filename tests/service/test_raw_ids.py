@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import msgpack
 import numpy as np
 import pytest
 import redis
@@ -18,6 +19,7 @@ from offline_jobs.data.records import user_records
 from offline_jobs.data.spec import load_spec
 from offline_jobs.data.spec_data import load_spec_data
 from offline_jobs.settings import JobSettings
+from prerank_contract.http import COLUMNAR_JSON_TYPE, MSGPACK_TYPE
 from prerank_contract.keys import RedisKeys
 from prerank_model.models.base import PrerankModel
 from research.service_process import ServiceProcess
@@ -144,3 +146,21 @@ def test_clusters_show_the_callers_ids(served: ServedShop) -> None:
     clusters = httpx.get(f"{served.service.url}/clusters", timeout=30).json()["clusters"]
     examples = [example for cluster in clusters for example in cluster["examples"]]
     assert examples and set(examples) <= set(served.files.items)
+
+
+def test_string_ids_travel_in_messagepack_and_columnar_json(served: ServedShop) -> None:
+    """The binary and columnar answers carry the JSON answer's string ids, order and scores."""
+    body = {"user_id": served.files.users[1], "candidates": [*served.files.items[:40], "nope"]}
+    plain = served.prerank(body).json()
+    url = f"{served.service.url}/prerank"
+    packed = httpx.post(
+        url,
+        content=msgpack.packb(body),
+        headers={"content-type": MSGPACK_TYPE, "accept": MSGPACK_TYPE},
+        timeout=30,
+    )
+    columnar = httpx.post(url, json=body, headers={"accept": COLUMNAR_JSON_TYPE}, timeout=30)
+    for answer in (msgpack.unpackb(packed.content), columnar.json()):
+        assert answer["item_ids"] == [item["item_id"] for item in plain["items"]]
+        assert answer["scores"] == [item["score"] for item in plain["items"]]
+        assert answer["unknown_items"] == ["nope"]
