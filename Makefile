@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARTIFACTS ?= $(or $(PRERANK_ARTIFACTS_DIR),artifacts)
 
-.PHONY: setup run train serve test lint typecheck reproduce soak load bench bench-memory bench-scale bench-train-memory profile stack images podman-up podman-down clean
+.PHONY: setup run train serve test lint typecheck reproduce soak load bench bench-memory bench-scale bench-train-memory bench-data bench-ids profile stack images podman-up podman-down clean
 
 $(STAMP): requirements.txt requirements-service.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,14 @@ bench-memory: setup
 # minutes): docs/benchmarks/train_memory.md.
 bench-train-memory: setup
 	$(PY) -m research.train_memory $(ARGS)
+
+# Spec loader on 10M generated interactions: time, peak RSS, per stage: docs/benchmarks/data.md.
+bench-data: setup
+	$(PY) -m research.data_bench $(ARGS)
+
+# /prerank p50 with 5,000 string ids against integer ids, the real service: docs/benchmarks/ids.md.
+bench-ids: setup
+	$(PY) -m research.id_bench $(ARGS)
 
 # docker-compose.yml's topology as local processes: Redis, the offline job, 2 service replicas,
 # Prometheus (installed from Debian's packages when missing and possible). Ctrl-C stops it.

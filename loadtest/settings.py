@@ -153,8 +153,8 @@ class LoadSettings(CommonSettings):
         return np.load(path, allow_pickle=False).astype(np.int64)
 
     def feature_schema_fingerprint(self) -> str:
-        """The fingerprint the bundle's model reads feature-store records under."""
-        return read_manifest(self.load_bundle_dir).feature_schema.fingerprint
+        """The feature store the bundle's model reads its records from."""
+        return read_manifest(self.load_bundle_dir).feature_store
 
 
 class StackSettings(CommonSettings):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+
+RAW_STORE_DIGITS = 16  # hex digits of the dataset name's sha256 in a raw store's id
 
 
 @dataclass(frozen=True)
@@ -18,10 +21,10 @@ class RedisKeys:
     - ``{p}v:{version}:file:{name}:{i}`` -> chunk i of a bundle file
     - ``{p}v:{version}:marker``          -> presence marker of a whole published version (JSON,
                                             `prerank_contract.markers.VersionMarker`)
-    - ``{p}user:{schema}:{user_id}``     -> feature-store record of one user (JSON), under the
-                                            fingerprint of the feature schema it is encoded in
-    - ``{p}store:{schema}:marker``       -> presence marker of the feature store of one schema,
-                                            written after its records (`StoreMarker`)
+    - ``{p}user:{store}:{user_id}``      -> feature-store record of one user (JSON) in one store
+                                            (`feature_store_id`: a schema's, or a dataset's raw)
+    - ``{p}store:{store}:marker``        -> presence marker of one feature store, written after
+                                            its records (`StoreMarker`)
 
     A marker says "this was published and is whole": a reader that saw one and then finds it gone
     knows Redis lost data, which an absent record alone cannot tell from an unknown user.
@@ -57,14 +60,26 @@ class RedisKeys:
     def version_pattern(self, version: str) -> str:
         return f"{self.prefix}v:{version}:*"
 
-    def user(self, schema_fingerprint: str, user_id: int | str) -> str:
-        return f"{self.prefix}user:{schema_fingerprint}:{user_id}"
+    def user(self, store: str, user_id: int | str) -> str:
+        """A user's record in feature store `store` (`feature_store_id`)."""
+        return f"{self.prefix}user:{store}:{user_id}"
 
-    def user_pattern(self, schema_fingerprint: str) -> str:
-        """SCAN pattern of every feature-store record under one schema; the user id is the
-        last `:`-separated part of each key."""
-        return f"{self.prefix}user:{schema_fingerprint}:*"
+    def user_pattern(self, store: str) -> str:
+        """SCAN pattern of every record of one feature store; the user id is the last
+        `:`-separated part of each key."""
+        return f"{self.prefix}user:{store}:*"
 
-    def store_marker(self, schema_fingerprint: str) -> str:
+    def store_marker(self, store: str) -> str:
         """Outside `user_pattern`, whose keys all end in a user id."""
-        return f"{self.prefix}store:{schema_fingerprint}:marker"
+        return f"{self.prefix}store:{store}:marker"
+
+
+def feature_store_id(schema_fingerprint: str, dataset: str, raw_records: bool) -> str:
+    """Which feature store a version reads (`user`, `store_marker`). Records of indices (a
+    built-in loader's) are only read by models of the schema they were encoded for: the store is
+    the schema's fingerprint. Records of raw ids and values (data read from a dataset spec) are
+    encoded at request time by whichever version reads them: the store is the dataset's, shared by
+    every version trained on it, whatever its vocabulary."""
+    if not raw_records:
+        return schema_fingerprint
+    return "raw-" + hashlib.sha256(dataset.encode()).hexdigest()[:RAW_STORE_DIGITS]

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from prerank_contract.features import FeatureSchema
+from prerank_contract.keys import feature_store_id
 from prerank_contract.vocabulary import BundleVocabulary
 
 # This code refuses every other format, so a bump is for a change a reader of the previous format
@@ -131,3 +132,10 @@ class Manifest(_Strict):
         description="raw id and value -> index maps, for a model trained from a dataset spec "
         "(`prerank_contract.vocabulary`); absent when ids are the indices themselves",
     )
+
+    @property
+    def feature_store(self) -> str:
+        """The feature store this version reads (`prerank_contract.keys.feature_store_id`)."""
+        return feature_store_id(
+            self.feature_schema.fingerprint, self.dataset.name, self.vocabulary is not None
+        )

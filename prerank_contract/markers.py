@@ -22,7 +22,10 @@ class StoreMarker(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_fingerprint: str = Field(description="`FeatureSchema.fingerprint` of the records")
+    schema_fingerprint: str = Field(
+        description="the store's id (`prerank_contract.keys.feature_store_id`): the "
+        "`FeatureSchema.fingerprint` of records of indices, `raw-...` of a dataset's raw records"
+    )
     records: int = Field(ge=0, description="user records written")
     written_at: str = Field(description="UTC ISO time the last record was written")
     dataset: str = Field(description="name of the dataset the records came from")

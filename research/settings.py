@@ -214,3 +214,49 @@ class BenchSettings(CommonSettings):
         default=REPO_ROOT / "artifacts" / "bench", description="logs of the started servers"
     )
     bench_progress: bool = Field(default=True, description="progress bars")
+
+
+class DataBenchSettings(CommonSettings):
+    """``python -m research.data_bench`` (``make bench-data``, ``PRERANK_DATA_BENCH_*``): a
+    generated interaction log with string ids, its users and items tables and a dataset spec,
+    read by the spec loader in a fresh process; its time and peak RSS judged against the goals."""
+
+    data_bench_interactions: int = Field(
+        default=10_000_000, ge=1, description="rows of the generated interaction log"
+    )
+    data_bench_users: int = Field(
+        default=1_000_000, ge=1, description="users (rows of the users table; ids drawn uniformly)"
+    )
+    data_bench_items: int = Field(
+        default=200_000,
+        ge=2,
+        description="items (rows of the items table; ids drawn by popularity)",
+    )
+    data_bench_zipf_exponent: float = Field(
+        default=1.0,
+        ge=0,
+        description="item popularity: the item of popularity rank r is drawn with weight r^-s",
+    )
+    data_bench_positive_share: float = Field(
+        default=0.3, gt=0, lt=1, description="share of interactions labelled 1"
+    )
+    data_bench_seed: int = Field(default=0, description="seed of the generated files")
+    data_bench_cache_dir: Path = Field(
+        default=REPO_ROOT / "artifacts" / "data_bench",
+        description="where the generated files are kept, one folder per generation setting, "
+        "reused when present",
+    )
+    data_bench_time_goal_seconds: float = Field(
+        default=120.0, gt=0, description="goal: wall time of the data step, at most"
+    )
+    data_bench_rss_goal_gib: float = Field(
+        default=4.0,
+        gt=0,
+        description="goal: peak RSS of the process running the data step, at most",
+    )
+    data_bench_child_timeout_seconds: float = Field(
+        default=1800.0, gt=0, description="longest run of the measuring child process"
+    )
+    data_bench_report: Path = Field(
+        default=REPO_ROOT / "docs" / "benchmarks" / "data.md", description="report path"
+    )

@@ -173,12 +173,12 @@ class FeatureStore:
         return cls(None, keys, backoff_seconds=0.0, backoff_max_seconds=0.0)
 
     def get(
-        self, schema_fingerprint: str, user_id: int | str, deadline: float = math.inf
+        self, store_id: str, user_id: int | str, deadline: float = math.inf
     ) -> UserRecord | None:
         """{"features": {field: value}, "history": [item ids]} or None for an unknown user.
 
-        Records are read under the fingerprint of the serving model's feature schema, so a model
-        never reads features encoded for another schema. The read waits until `deadline`
+        Records are read from the serving model's store (`Manifest.feature_store`), so a model
+        never reads indices encoded for another schema. The read waits until `deadline`
         (time.perf_counter seconds) at most, and never past the client's socket timeout
         (PRERANK_FEATURE_STORE_TIMEOUT_SECONDS); a read cut short is a failure, and opens the
         backoff. Without a client (a deployment without Redis, PRERANK_USE_REDIS=false) there is
@@ -189,7 +189,7 @@ class FeatureStore:
             raise FeatureStoreUnavailableError("the request's deadline passed before the read")
         self._claim_probe()
         try:
-            raw = self._reader.get(self.keys.user(schema_fingerprint, user_id), deadline)
+            raw = self._reader.get(self.keys.user(store_id, user_id), deadline)
         except REDIS_ERRORS as exc:
             self._failed(exc)
             raise FeatureStoreUnavailableError(str(exc)) from exc

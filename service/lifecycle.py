@@ -148,7 +148,7 @@ class PresenceWatch:
         found = set()
         for snapshot in serving.arms.values():
             found.add(self.keys.version_marker(snapshot.version))
-            found.add(self.keys.store_marker(snapshot.manifest.feature_schema.fingerprint))
+            found.add(self.keys.store_marker(snapshot.manifest.feature_store))
         return sorted(found)
 
     def update(
@@ -169,7 +169,7 @@ class PresenceWatch:
             return RedisLoss()
         stores, versions = {}, {}
         for snapshot in serving.arms.values():
-            schema = snapshot.manifest.feature_schema.fingerprint
+            schema = snapshot.manifest.feature_store
             if (store := self._lost(self.keys.store_marker(schema))) is not None:
                 stores[schema] = store
             if (version := self._lost(self.keys.version_marker(snapshot.version))) is not None:

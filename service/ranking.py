@@ -152,14 +152,14 @@ def user_features_row(
 def resolve_user(
     request: PrerankRequest,
     store: FeatureStore,
-    schema_fingerprint: str,
+    store_id: str,
     deadline: float = math.inf,
 ) -> tuple[UserRecord | None, UserSource, bool]:
     """(stored record or None, where the features come from, degraded). The read waits until
     `deadline` at most: one cut short by it is a feature-store failure, a degraded answer."""
     degraded = False
     try:
-        record = store.get(schema_fingerprint, request.user_id, deadline)
+        record = store.get(store_id, request.user_id, deadline)
     except FeatureStoreUnavailableError:
         record, degraded = None, True
     given = request.user_features is not None or request.history is not None
@@ -234,7 +234,7 @@ def rank(
     """Answer one /prerank body. `deadline` (time.perf_counter seconds) is checked before the
     feature read, the user tower and the scorer, and bounds the feature read's wait: once past it,
     the known candidates are put in the snapshot's precomputed fallback order and the answer is
-    flagged degraded. `lost_stores`: the schema fingerprints whose feature store Redis lost
+    flagged degraded. `lost_stores`: the feature stores (their ids) Redis lost
     (`ServiceState.loss`); an answer of a model of one is flagged degraded, `feature_store_lost`.
     `body_format` and `answer_format`: the wire formats of the body and of the answer."""
     timer = StageTimer(metrics)
@@ -248,7 +248,7 @@ def rank(
     timer.observe("parse", time.perf_counter() - started)
     metrics.candidates.labels(arm=arm).observe(raw.size)
     reasons: list[DegradedReason] = []
-    if snapshot.manifest.feature_schema.fingerprint in lost_stores:
+    if snapshot.manifest.feature_store in lost_stores:
         reasons.append("feature_store_lost")  # every record is gone: users read as cold starts
     with timer.stage("gather"):
         indices = codec.item_indices(raw)
@@ -306,7 +306,7 @@ def user_inputs(
     """The user tower's inputs ([1, S_u], [1, L, S_i]), where they came from, and whether the
     feature store failed (or did not answer before `deadline`)."""
     record, source, store_failed = resolve_user(
-        request, store, snapshot.manifest.feature_schema.fingerprint, deadline
+        request, store, snapshot.manifest.feature_store, deadline
     )
     stored = record or {"features": {}, "history": []}
     user_row = user_features_row(

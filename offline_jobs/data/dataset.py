@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from prerank_contract.features import PADDING_INDEX, FeatureSchema
+from prerank_contract.keys import feature_store_id
 
 if TYPE_CHECKING:  # pyarrow is only loaded by the spec loader that builds vocabularies
     import pyarrow as pa
@@ -88,6 +89,11 @@ class InteractionData:
     @property
     def num_items(self) -> int:
         return int(self.catalogue.shape[0])
+
+    @property
+    def feature_store(self) -> str:
+        """The feature store its records go to (`prerank_contract.keys.feature_store_id`)."""
+        return feature_store_id(self.schema.fingerprint, self.name, self.vocabulary is not None)
 
     def fingerprint(self) -> str:
         """sha256 over the schema and every array: equal data <=> equal fingerprint."""

@@ -34,6 +34,7 @@ from offline_jobs.data.vocabulary import (
     as_lists,
     categorical_encoder,
     id_encoder,
+    indexed_ids,
     multi_categorical_encoder,
     numeric_encoder,
 )
@@ -81,11 +82,15 @@ def load_spec_data(spec: DatasetSpec) -> InteractionData:
     events, details = read_events(spec)
     items = read_entity_table(spec.items, events.items, "interactions' item")
     users = read_entity_table(spec.users, events.users, "interactions' user")
-    item_vocab = id_encoder(ITEM_ID, events.items if items is None else items.keys)
-    if items is not None:
-        events = keep_known_items(spec, events, items, item_vocab, details)
-    user_vocab = id_encoder(USER_ID, events.users, *([] if users is None else [users.keys]))
-    user_ids, item_ids = user_vocab.index_of(events.users), item_vocab.index_of(events.items)
+    if items is None:
+        item_vocab, item_ids = indexed_ids(ITEM_ID, events.items)
+    else:
+        item_vocab = id_encoder(ITEM_ID, items.keys)
+        known = item_vocab.index_of(events.items)
+        events, item_ids = keep_known_items(spec, events, known, items, details)
+    user_vocab, user_ids = indexed_ids(
+        USER_ID, events.users, *([] if users is None else [users.keys])
+    )
     splits = split_samples(events.times, spec.split, spec.interactions.path)
     times, labels = events.times, events.labels
     if spec.negatives is not None:
@@ -101,10 +106,10 @@ def load_spec_data(spec: DatasetSpec) -> InteractionData:
     )  # fmt: skip
     training = splits["train"]
     user_fields, user_table, user_encoders = feature_table(
-        "user", users, user_vocab, np.unique(user_ids[training]), details
+        "user", users, user_vocab, seen_in(user_ids[training], user_vocab.vocab_size), details
     )
     item_fields, item_table, item_encoders = feature_table(
-        "item", items, item_vocab, np.unique(item_ids[training]), details
+        "item", items, item_vocab, seen_in(item_ids[training], item_vocab.vocab_size), details
     )
     schema = FeatureSchema(fields=(*user_fields, *item_fields), max_history=spec.history.length)
     profiles = None if users is None else raw_profiles(users, user_vocab)
@@ -172,17 +177,17 @@ def read_entity_table(
 def keep_known_items(
     spec: DatasetSpec,
     events: Events,
+    item_ids: np.ndarray,
     items: EntityTable,
-    item_vocab: FieldEncoder,
     details: dict[str, object],
-) -> Events:
-    """Interactions whose item is in the items table (`item_vocab`, built from its keys); the
-    others are dropped while their share stays within `max_unknown_share`, else refused with the
-    first one's row."""
-    known = item_vocab.index_of(events.items) > 0
+) -> tuple[Events, np.ndarray]:
+    """Interactions whose item is in the items table, and their `item_ids` (each event's index
+    in the table's vocabulary [n], 0 where unknown); the others are dropped while their share
+    stays within `max_unknown_share`, else refused with the first one's row."""
+    known = item_ids > 0
     unknown = int((~known).sum())
     if unknown == 0:
-        return events
+        return events, item_ids
     share = unknown / known.size
     first = int(np.flatnonzero(~known)[0])
     if share > spec.max_unknown_share:
@@ -194,7 +199,7 @@ def keep_known_items(
         )
     log.warning("dropping %d interactions whose item is not in %s", unknown, items.spec.path)
     details["dropped_unknown_items"] = unknown
-    return events.take(known)
+    return events.take(known), item_ids[known]
 
 
 def split_samples(times: np.ndarray, split: SplitSpec, path: Path) -> dict[str, np.ndarray]:
@@ -202,7 +207,7 @@ def split_samples(times: np.ndarray, split: SplitSpec, path: Path) -> dict[str, 
     (temporal), or a seeded permutation (random)."""
     n = times.size
     if split.kind == "temporal":
-        order = np.lexsort((np.arange(n), times))
+        order = np.argsort(times, kind="stable")  # ties in file order
     else:
         order = np.random.default_rng(split.seed).permutation(n)
     n_test, n_validation = round(n * split.test), round(n * split.validation)
@@ -218,7 +223,11 @@ def split_samples(times: np.ndarray, split: SplitSpec, path: Path) -> dict[str, 
                 f"{path}: the {name} split is empty ({n} samples, split {split.kind} with "
                 f"validation {split.validation} and test {split.test})"
             )
-    return {name: np.sort(indices) for name, indices in parts.items()}
+    # Each sample's split, then each split's indices in order: no sort of millions of indices.
+    split_of = np.empty(n, dtype=np.int8)
+    for code, name in enumerate(SPLITS):
+        split_of[parts[name]] = code
+    return {name: np.flatnonzero(split_of == code) for code, name in enumerate(SPLITS)}
 
 
 def add_negatives(
@@ -263,22 +272,31 @@ def add_negatives(
     )
 
 
+def seen_in(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """[vocab_size] bool: which of the indices 0..vocab_size-1 occur in `ids` (a mask, not a
+    sorted unique: no sort of millions of samples)."""
+    seen = np.zeros(vocab_size, dtype=bool)
+    seen[ids] = True
+    return seen
+
+
 def feature_table(
     source: Source,
     table: EntityTable | None,
     ids: FieldEncoder,
-    training_ids: np.ndarray,
+    trained_ids: np.ndarray,
     details: dict[str, object],
 ) -> tuple[list[FieldSpec], np.ndarray, dict[str, FieldEncoder]]:
     """The fields of one tower, its feature table [V+1, slots] (row = internal id, column 0 the
-    id itself) and the encoders of its features."""
+    id itself) and the encoders of its features; `trained_ids` [V+1] marks the ids of the
+    training split (`seen_in`), whose rows the numeric buckets are learned from."""
     rows = ids.vocab_size
     fields = [FieldSpec(name=ids.name, source=source, vocab_size=rows)]
     columns = [np.arange(rows, dtype=np.int64)[:, None]]
     encoders: dict[str, FieldEncoder] = {}
     if table is not None:
         at = ids.index_of(table.keys)  # each table row's internal id
-        trained = np.isin(at, training_ids)
+        trained = trained_ids[at]
         for feature in table.spec.features:
             encoder = fit_encoder(feature, table.columns[feature.name], trained, table.spec.path)
             raw = table.columns[feature.name]

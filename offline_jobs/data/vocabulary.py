@@ -127,10 +127,38 @@ def sorted_unique(column: pa.Array | pa.ChunkedArray, min_count: int = 1) -> pa.
 
 def id_encoder(name: str, *columns: pa.Array | pa.ChunkedArray) -> FieldEncoder:
     """Ids: every distinct id of `columns` (all of one type) -> 1..V."""
-    joined = pa.chunked_array(
+    return FieldEncoder(name, "id", values=sorted_unique(_joined(columns)))
+
+
+def indexed_ids(
+    name: str, column: pa.Array | pa.ChunkedArray, *others: pa.Array | pa.ChunkedArray
+) -> tuple[FieldEncoder, np.ndarray]:
+    """`id_encoder(name, column, *others)` and its `index_of(column)` [n], from one hash pass
+    over the rows: each row's code in the distinct ids, then each distinct id's index."""
+    joined = _joined((column, *others))
+    encoded = pc.dictionary_encode(joined)
+    if encoded.num_chunks == 0:
+        return id_encoder(name, joined), np.zeros(0, dtype=np.int64)
+    # Arrow gives every chunk the one dictionary of all its values (the same object: equal at
+    # once); should it not, they are unified.
+    dictionary = encoded.chunk(0).dictionary
+    if not all(chunk.dictionary.equals(dictionary) for chunk in encoded.chunks):
+        encoded = encoded.unify_dictionaries()
+        dictionary = encoded.chunk(0).dictionary
+    encoder = FieldEncoder(name, "id", values=sorted_unique(dictionary))
+    # A null row's code points past the dictionary, at the missing index.
+    index_of_code = np.append(encoder.index_of(dictionary), PADDING_INDEX)
+    codes = [
+        pc.fill_null(chunk.indices, len(dictionary)).to_numpy()
+        for chunk in encoded.slice(0, len(column)).chunks
+    ]
+    return encoder, index_of_code[np.concatenate(codes) if codes else np.zeros(0, np.int64)]
+
+
+def _joined(columns: tuple[pa.Array | pa.ChunkedArray, ...]) -> pa.ChunkedArray:
+    return pa.chunked_array(
         [chunk for column in columns for chunk in _chunks(column)], type=columns[0].type
     )
-    return FieldEncoder(name, "id", values=sorted_unique(joined))
 
 
 def categorical_encoder(

@@ -120,7 +120,7 @@ def publish_user_features(
     fingerprint of the data's feature schema (a model only reads records of its own schema), then
     the store's presence marker (naming `version`, the version published with it, when given):
     last, so a marker is only ever found beside a whole store. Returns the marker."""
-    schema = data.schema.fingerprint
+    schema = data.feature_store
     digest = hashlib.sha256()
     records = user_records(data)
     with tqdm(total=data.num_users, desc="feature store", disable=not progress, unit="user") as bar:

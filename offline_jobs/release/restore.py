@@ -78,7 +78,7 @@ def restore_release(
     manifests = _restore_versions(settings, client, release, search, progress, report)
     _restore_order(client, keys, release, report)
     live = {release.active, None if release.split is None else release.split.version}
-    schemas = {m.feature_schema.fingerprint for v, m in manifests.items() if v in live}
+    schemas = {m.feature_store for v, m in manifests.items() if v in live}
     _restore_stores(settings, client, release, schemas, progress, report)
     _restore_pointer(client, keys, release, report)
     _restore_split(client, keys, release, report)
@@ -211,10 +211,10 @@ def _restore_stores(
 
 def _store_mismatch(data: InteractionData, recorded: StoreMarker) -> str | None:
     """Why `data` would not write back the recorded store, or None when it would."""
-    if data.schema.fingerprint != recorded.schema_fingerprint:
+    if data.feature_store != recorded.schema_fingerprint:
         return (
-            f"the settings load {data.name!r}, whose feature schema is "
-            f"{data.schema.fingerprint}: run restore with the settings of the job that published "
+            f"the settings load {data.name!r}, whose feature store is "
+            f"{data.feature_store}: run restore with the settings of the job that published "
             f"the store (dataset {recorded.dataset!r})"
         )
     if recorded.records_sha256 is None:

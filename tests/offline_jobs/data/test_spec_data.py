@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -97,3 +98,26 @@ def test_a_list_column_reads_as_the_separated_string(shop: ExampleFiles, tmp_pat
         load_spec_data(load_spec(spec)).fingerprint()
         == load_spec_data(load_spec(shop.spec)).fingerprint()
     )
+
+
+def test_every_version_of_a_spec_dataset_shares_one_feature_store(
+    shop: ExampleFiles, tiny_data, tmp_path: Path
+) -> None:
+    """Raw records serve any version trained on the dataset: a log with fewer items (so other
+    vocabularies and another schema) writes to the same store; records of indices do not."""
+    data = load_spec_data(load_spec(shop.spec))
+    log = pq.read_table(shop.folder / "interactions.parquet")
+    fewer = log.filter(pc.not_equal(log.column("item_id"), shop.items[-1]))
+    (tmp_path / "users.parquet").write_bytes((shop.folder / "users.parquet").read_bytes())
+    pq.write_table(fewer, tmp_path / "interactions.parquet")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(shop.spec.read_text())
+    items = pq.read_table(shop.folder / "items.parquet")
+    pq.write_table(
+        items.filter(pc.not_equal(items.column("item_id"), shop.items[-1])),
+        tmp_path / "items.parquet",
+    )
+    other = load_spec_data(load_spec(spec))
+    assert other.schema.fingerprint != data.schema.fingerprint
+    assert other.feature_store == data.feature_store != data.schema.fingerprint
+    assert tiny_data.feature_store == tiny_data.schema.fingerprint  # a built-in loader's indices
