@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARTIFACTS ?= $(or $(PRERANK_ARTIFACTS_DIR),artifacts)
 
-.PHONY: setup run train serve test lint typecheck reproduce soak load bench bench-memory bench-scale bench-train-memory bench-data bench-ids profile stack images podman-up podman-down clean
+.PHONY: setup run train serve test lint typecheck reproduce compare soak load bench bench-memory bench-scale bench-train-memory bench-data bench-ids profile stack images podman-up podman-down clean
 
 $(STAMP): requirements.txt requirements-service.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ test: setup
 # an hour on 2 cores; interrupted runs resume. Arguments: make reproduce ARGS="--seeds 1 --k".
 reproduce: setup
 	$(PY) -m research.reproduce $(ARGS)
+
+# Every model (the six and FIT's ablations) on any dataset spec for a list of seeds: AUC, logloss,
+# RelaImpr, s/epoch, /prerank p50, bytes/item, the Pareto front and the model to serve, in
+# docs/results/compare-<name>.md/.json/-pareto.png. make compare SPEC=offline_jobs/data/specs/ml-100k.yaml
+# ARGS="--seeds 1"; the shipped MovieLens specs convert GroupLens' files first when needed.
+compare: setup
+	@test -n "$(SPEC)" || { echo "usage: make compare SPEC=path/to/spec.yaml [ARGS=...]" >&2; exit 2; }
+	$(PY) -m research.compare $(SPEC) $(ARGS)
 
 # Bounded load with a hot swap midway: errors, p99 drift, RSS growth (10 min; ARGS="--seconds 60").
 soak: setup

@@ -1,7 +1,8 @@
 """CLI of the offline jobs: ``python -m offline_jobs COMMAND --help``.
 
 run, publish (gated), versions, rollback, split (A/B), restore (what Redis lost), example (a
-small shop's files and their dataset spec). The paper's tables: ``python -m research.reproduce``."""
+small shop's files and their dataset spec), convert (MovieLens' files into the tables its shipped
+specs read). The paper's tables: ``python -m research.reproduce``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import orjson
 
 from model_export.onnx_export import ParityError
 from offline_jobs.data.example import write_example
+from offline_jobs.data.movielens_files import CONVERTERS, convert
 from offline_jobs.data.synthetic import generate_synthetic
 from offline_jobs.pipeline import run_pipeline
 from offline_jobs.release.commands import (
@@ -102,6 +104,14 @@ def parser() -> argparse.ArgumentParser:
     )
     example.add_argument("folder", type=Path, help="where the files and spec.yaml go")
     example.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    converting = commands.add_parser(
+        "convert",
+        help="rewrite MovieLens' original files as the Parquet tables that the shipped specs "
+        "(offline_jobs/data/specs/) read",
+    )
+    converting.add_argument("format", choices=sorted(CONVERTERS))
+    converting.add_argument("source", type=Path, help="the folder of the original files")
+    converting.add_argument("out", type=Path, help="where interactions/users/items.parquet go")
     return root
 
 
@@ -197,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
                 generate_synthetic(settings.synthetic, progress=False), args.folder, args.format
             )
             print(f"wrote {files.spec}; train: python -m offline_jobs run --dataset {files.spec}")
+        elif args.command == "convert":
+            for path in convert(args.format, args.source, args.out).values():
+                print(f"wrote {path}")
         else:
             client = require_redis(settings, "set the A/B split")
             if not args.off and (args.version is None or args.share is None):

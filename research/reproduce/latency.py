@@ -1,5 +1,6 @@
-"""`/prerank` latency of the reproduced models through the real service (uvicorn, ONNX Runtime,
-Redis), with bodies drawn from the dataset's users and catalogue."""
+"""`/prerank` latency of the measured models through the real service (uvicorn, ONNX Runtime,
+Redis), with bodies drawn from the dataset's users and catalogue: the ids the caller knows
+(a dataset spec's raw ids, the built-in loaders' own)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,27 @@ from prerank_contract.keys import RedisKeys
 from prerank_contract.manifest import ModelMetrics
 from prerank_contract.redis_client import RedisClient
 from research.http_client import PERCENTILES, REQUEST_TIMEOUT_SECONDS, closed_loop
-from research.reproduce.plan import DatasetKey, RunSpec
-from research.reproduce.runs import Reproduction
+from research.reproduce.plan import RunSpec
+from research.reproduce.runs import Runs
 from research.service_process import ServiceProcess
 
 # Reproduction bundles are measured, not judged: the gate is the release's business.
 OPEN_GATE = GateConfig(min_auc=0.0, max_auc_drop=1.0)
+
+
+def caller_ids(data: InteractionData) -> tuple[np.ndarray, np.ndarray]:
+    """The id a caller sends for each internal user and item (row = internal id, row 0 unused):
+    the raw ids of data read from a spec, else the internal ids themselves."""
+    users = np.arange(data.num_users + 1, dtype=np.int64)
+    items = np.arange(data.item_features.shape[0], dtype=np.int64)
+    if data.vocabulary is None:
+        return users.astype(object), items
+    raw_users, raw_items = data.vocabulary.users.values, data.vocabulary.items.values
+    assert raw_users is not None and raw_items is not None
+    return (
+        np.array([None, *raw_users.to_pylist()], dtype=object),
+        np.array([None, *raw_items.to_pylist()], dtype=object),
+    )
 
 
 class LatencyProbe:
@@ -35,16 +51,17 @@ class LatencyProbe:
         self.service = service
         self.data = data
         self.rng = np.random.default_rng(seed)
+        self.user_ids, self.item_ids = caller_ids(data)
 
     def bodies(self, candidates: int, count: int) -> list[bytes]:
         users = self.rng.integers(1, self.data.num_users + 1, size=count)
         return [
             orjson.dumps(
                 {
-                    "user_id": int(user),
-                    "candidates": self.rng.choice(
-                        self.data.catalogue, size=candidates, replace=False
-                    ).tolist(),
+                    "user_id": self.user_ids[user],
+                    "candidates": self.item_ids[
+                        self.rng.choice(self.data.catalogue, size=candidates, replace=False)
+                    ].tolist(),
                 }
             )
             for user in users
@@ -71,8 +88,8 @@ class LatencyProbe:
 
 
 def publish_first_seed_bundles(
-    reproduction: Reproduction,
-    dataset: DatasetKey,
+    reproduction: Runs,
+    dataset: str,
     models: tuple[str, ...],
     client: RedisClient,
     keys: RedisKeys,
@@ -117,14 +134,14 @@ def publish_first_seed_bundles(
 
 
 def measure_latency(
-    reproduction: Reproduction, dataset: DatasetKey, models: tuple[str, ...]
+    reproduction: Runs, dataset: str, models: tuple[str, ...], scope: str = "reproduce"
 ) -> list[dict[str, Any]]:
     """p50/p95/p99 of `/prerank` through the real service for each model's first-seed bundle,
-    at each configured candidate count."""
+    at each configured candidate count; Redis keys under `<prefix><scope>:<dataset>:`."""
     config, settings = reproduction.config, reproduction.settings
     data = reproduction.data(dataset)
     run_dir = reproduction.run_dir(dataset)
-    keys = RedisKeys(f"{settings.redis_key_prefix}reproduce:{dataset}:")
+    keys = RedisKeys(f"{settings.redis_key_prefix}{scope}:{dataset}:")
     client = settings.connect_redis()
     publish_user_features(client, keys, data, settings.feature_store_batch_size, progress=False)
     versions = publish_first_seed_bundles(reproduction, dataset, models, client, keys)

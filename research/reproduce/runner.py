@@ -17,9 +17,9 @@ from offline_jobs.settings import JobSettings
 from prerank_model.models.fit import FIT
 from research.reproduce.latency import measure_latency
 from research.reproduce.meta_matrix import meta_matrix_points
-from research.reproduce.plan import DatasetKey, ReproduceConfig, RunSpec
+from research.reproduce.plan import ReproduceConfig, RunSpec
 from research.reproduce.report import write_report
-from research.reproduce.runs import Reproduction
+from research.reproduce.runs import Reproduction, Runs
 from research.reproduce.summary import report_figures
 from research.reproduce.timing import measure_training_time
 
@@ -27,19 +27,19 @@ log = logging.getLogger(__name__)
 
 
 def latency_or_note(
-    reproduction: Reproduction, dataset: DatasetKey
+    runs: Runs, dataset: str, scope: str = "reproduce"
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The latency rows, and why there are none when there are none (for the report)."""
-    if not reproduction.config.measure_latency:
+    if not runs.config.measure_latency:
         return [], "not measured (--no-latency)"
     try:
-        return measure_latency(reproduction, dataset, reproduction.config.models), None
+        return measure_latency(runs, dataset, runs.config.models, scope), None
     except Exception as exc:  # Redis or the service unavailable: the table says so
         log.exception("latency not measured")
         return [], f"not measured: {exc}"
 
 
-def reproduce_dataset(reproduction: Reproduction, dataset: DatasetKey) -> None:
+def reproduce_dataset(reproduction: Reproduction, dataset: str) -> None:
     """Every run of `dataset`, its efficiency measurements, then its report."""
     config = reproduction.config
     specs = tqdm(

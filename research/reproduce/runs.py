@@ -1,10 +1,11 @@
-"""The training runs of a reproduction, kept on disk.
+"""The training runs of a reproduction or a comparison, kept on disk.
 
 One run per (dataset, model, seed, variant) is trained and evaluated with the job's one training
 loop and budget, and written to `results_dir/<dataset>/<run>.json` (temp + rename) with the
-fingerprint of what produced it: an interrupted reproduction resumes where it stopped, and a run
+fingerprint of what produced it: an interrupted measurement resumes where it stopped, and a run
 whose data, settings or code changed is trained again. The first seed's weights are kept beside
-it, for the efficiency measurements and the meta-matrix picture.
+it, for the efficiency measurements and the meta-matrix picture. `Runs` takes its data from any
+loader (a dataset spec for `research.compare`); `Reproduction` reads MovieLens' files.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from offline_jobs.training.loop import TrainConfig, new_model, train_model
 from prerank_contract.bundle import write_text_atomically
 from prerank_model.config import ModelConfig
 from prerank_model.models.base import PrerankModel
-from research.reproduce.plan import DatasetKey, ReproduceConfig, RunSpec
+from research.reproduce.plan import DATASETS, MeasureConfig, ReproduceConfig, RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,36 +45,38 @@ def write_json(path: Path, payload: Any) -> None:
     write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
-class Reproduction:
-    """The runs of one reproduction: data loaded once per (dataset, leaky), results on disk."""
+DataLoader = Callable[[str, bool], InteractionData]
+"""(dataset, leaky) -> the data its runs train on."""
 
-    def __init__(self, settings: JobSettings, config: ReproduceConfig, *, progress: bool) -> None:
+
+class Runs:
+    """Training runs of one measurement: data loaded once per (dataset, leaky) by `loader`,
+    results on disk under `config.results_dir`."""
+
+    def __init__(
+        self,
+        settings: JobSettings,
+        config: MeasureConfig,
+        loader: DataLoader,
+        *,
+        progress: bool,
+    ) -> None:
         self.settings = settings
         self.config = config
         self.progress = progress
-        self._data: dict[tuple[DatasetKey, bool], InteractionData] = {}
+        self._loader = loader
+        self._data: dict[tuple[str, bool], InteractionData] = {}
         self.train = settings.train.model_copy(
             update={"epochs": config.epochs or settings.train.epochs}
         )
 
-    def data(self, dataset: DatasetKey, leaky: bool = False) -> InteractionData:
-        """The dataset as the runs read it (the configured slice; leaky: with the mean ratings)."""
+    def data(self, dataset: str, leaky: bool = False) -> InteractionData:
+        """The dataset as the runs read it (leaky: with the mean-rating features)."""
         if (dataset, leaky) not in self._data:
-            update: dict[str, Any] = {"mean_rating_features": leaky}
-            if self.config.max_ratings is not None:
-                update["max_ratings"] = self.config.max_ratings
-            if dataset == "ml-1m":
-                data = load_movielens_1m(
-                    self.settings.ml1m.model_copy(update=update), progress=self.progress
-                )
-            else:
-                data = load_movielens_100k(
-                    self.settings.ml100k.model_copy(update=update), progress=self.progress
-                )
-            self._data[dataset, leaky] = data
+            self._data[dataset, leaky] = self._loader(dataset, leaky)
         return self._data[dataset, leaky]
 
-    def run_dir(self, dataset: DatasetKey) -> Path:
+    def run_dir(self, dataset: str) -> Path:
         return self.config.results_dir / dataset
 
     def model_config(self, spec: RunSpec) -> ModelConfig:
@@ -157,7 +160,30 @@ class Reproduction:
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
 
-    def specs(self, dataset: DatasetKey) -> Iterator[tuple[RunSpec, bool]]:
+
+class Reproduction(Runs):
+    """The runs of one reproduction: MovieLens read from its files (the configured slice)."""
+
+    config: ReproduceConfig
+
+    def __init__(self, settings: JobSettings, config: ReproduceConfig, *, progress: bool) -> None:
+        super().__init__(settings, config, self._movielens, progress=progress)
+
+    def _movielens(self, dataset: str, leaky: bool) -> InteractionData:
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown MovieLens dataset {dataset!r}; known: {DATASETS}")
+        update: dict[str, Any] = {"mean_rating_features": leaky}
+        if self.config.max_ratings is not None:
+            update["max_ratings"] = self.config.max_ratings
+        if dataset == "ml-1m":
+            return load_movielens_1m(
+                self.settings.ml1m.model_copy(update=update), progress=self.progress
+            )
+        return load_movielens_100k(
+            self.settings.ml100k.model_copy(update=update), progress=self.progress
+        )
+
+    def specs(self, dataset: str) -> Iterator[tuple[RunSpec, bool]]:
         """(run, keep its weights) for every run of `dataset`, in table order."""
         config = self.config
         for model in config.models:

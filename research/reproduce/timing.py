@@ -11,8 +11,7 @@ from tqdm import tqdm
 
 from offline_jobs.data.dataset import Batch, InteractionData, make_batch
 from offline_jobs.training.loop import new_model, new_optimizer, train_step
-from research.reproduce.plan import DatasetKey
-from research.reproduce.runs import Reproduction
+from research.reproduce.runs import Runs
 
 
 def timing_batches(data: InteractionData, batch_size: int, count: int, seed: int) -> list[Batch]:
@@ -25,7 +24,7 @@ def timing_batches(data: InteractionData, batch_size: int, count: int, seed: int
 
 
 def measure_training_time(
-    reproduction: Reproduction, dataset: DatasetKey, models: tuple[str, ...]
+    reproduction: Runs, dataset: str, models: tuple[str, ...]
 ) -> dict[str, dict[str, float]]:
     """Seconds per epoch of each model, measured side by side: rounds in which every model in
     turn runs `timing_steps` steps of the training loop (`train_step`) on the same

@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +24,10 @@ from offline_jobs.training.loop import TrainConfig
 from prerank_contract.bundle import verify_bundle_dir
 from prerank_contract.manifest import ITEM_FEATURES_FILE, ITEM_IDS_FILE
 from prerank_model.models.base import PrerankModel
-from tests.conftest import REPO_ROOT, TINY_MODEL, make_bundle
+from tests.conftest import REPO_ROOT, TINY_MODEL, Bundle, make_bundle
 from tests.offline_jobs.ddp_steps import DDP_TRAIN, DDP_WORLD, trained_logits
 from tests.offline_jobs.sharded_build import sharded_settings
+from tests.side_by_side import side_by_side
 
 # The whole job: 6 epochs. Its AUC is not compared with the single process's: float summation
 # order alone (2 ranks, or 1 vs 2 intra-op threads) moves a final test AUC by 0.002-0.02 on these
@@ -65,6 +68,17 @@ def test_batches_of_all_ranks_together_are_the_single_process_batch() -> None:
         assert sorted(step.tolist()) == sorted(expected.tolist())
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """This process's torch on 1 intra-op thread, as each rank, for the block."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def job_env(artifacts: Path, world: SyntheticConfig, train: TrainConfig) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRERANK_")}
     return env | {
@@ -95,8 +109,10 @@ def run_job(launcher: list[str], artifacts: Path) -> tuple[Path, subprocess.Comp
 
 
 def test_torchrun_with_two_processes_matches_the_single_process_job(tmp_path: Path) -> None:
-    ddp_bundle, ddp_run = run_job(TORCHRUN, tmp_path / "ddp")
-    single_bundle, _ = run_job([sys.executable], tmp_path / "single")
+    (ddp_bundle, ddp_run), (single_bundle, _) = side_by_side(
+        lambda: run_job(TORCHRUN, tmp_path / "ddp"),
+        lambda: run_job([sys.executable], tmp_path / "single"),
+    )
 
     assert "DDP fit: 2 ranks x batch 256 (global 512), seed 5" in ddp_run.stderr
     assert ddp_run.stdout.count("test AUC") == 2  # rank 0 alone evaluates and reports
@@ -120,22 +136,23 @@ def test_two_ddp_ranks_train_the_single_process_model(tmp_path: Path) -> None:
     """Each rank sees half of every global batch and DDP averages the gradients: after
     `DDP_STEPS` steps the model's logits are the single process's up to rounding."""
     output = tmp_path / "logits.pt"
-    result = subprocess.run(
-        [*TORCHRUN, "-m", "tests.offline_jobs.ddp_steps", str(output), str(DDP_STEPS)],
-        cwd=REPO_ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith("PRERANK_")},
-        capture_output=True,
-        text=True,
-        timeout=TORCHRUN_TIMEOUT_SECONDS,
-    )
+
+    def ddp_steps() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*TORCHRUN, "-m", "tests.offline_jobs.ddp_steps", str(output), str(DDP_STEPS)],
+            cwd=REPO_ROOT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("PRERANK_")},
+            capture_output=True,
+            text=True,
+            timeout=TORCHRUN_TIMEOUT_SECONDS,
+        )
+
+    def single_steps() -> tuple[torch.Tensor, torch.Tensor]:
+        with one_torch_thread():  # as each rank
+            return trained_logits(DDP_STEPS, None), trained_logits(DDP_STEPS - 1, None)
+
+    result, (single, one_step_short) = side_by_side(ddp_steps, single_steps)
     assert result.returncode == 0, result.stdout + result.stderr
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each rank
-    try:
-        single = trained_logits(DDP_STEPS, None)
-        one_step_short = trained_logits(DDP_STEPS - 1, None)
-    finally:
-        torch.set_num_threads(threads)
     ddp = torch.load(output)
     torch.testing.assert_close(ddp, single, atol=LOGIT_TOLERANCE, rtol=0)
     # one step less is far outside the tolerance: the comparison can tell training apart
@@ -169,21 +186,20 @@ def fit_state(trained_fit: PrerankModel, tmp_path_factory: pytest.TempPathFactor
 def test_two_ranks_write_the_single_process_bundle_of_the_same_model(
     fit_state: Path, trained_fit: PrerankModel, tiny_data: InteractionData, tmp_path: Path
 ) -> None:
-    result = run_sharded_build(fit_state, tmp_path / "sharded")
+    def single_bundle() -> Bundle:
+        with one_torch_thread():  # as each rank: the same floats
+            settings = sharded_settings(tmp_path / "single", SHARDED_BATCH)
+            return make_bundle(trained_fit, tiny_data, settings)
+
+    result, single = side_by_side(
+        lambda: run_sharded_build(fit_state, tmp_path / "sharded"), single_bundle
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     sharded_path = Path(result.stdout.strip().splitlines()[-1])
     assert "precomputed rows 0-128 of 300 rank 0/2" in result.stderr
     assert "precomputed rows 128-300 of 300 rank 1/2" in result.stderr
     assert "precomputed 300 items of fit over 2 rank(s)" in result.stderr
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each rank: the same floats
-    try:
-        single = make_bundle(
-            trained_fit, tiny_data, sharded_settings(tmp_path / "single", SHARDED_BATCH)
-        )
-    finally:
-        torch.set_num_threads(threads)
     sharded = verify_bundle_dir(sharded_path)
     assert sharded.files == single.manifest.files  # every file: item table, ONNX, meta matrix
     assert sharded.diagnostics == pytest.approx(single.manifest.diagnostics)

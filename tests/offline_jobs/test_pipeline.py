@@ -16,6 +16,7 @@ from prerank_contract.keys import RedisKeys
 from prerank_contract.redis_store import active_version
 from prerank_contract.vocabulary import BundleVocabulary, read_values
 from tests.conftest import REDIS_URL, REPO_ROOT, TINY_MODEL, TINY_TRAIN, TINY_WORLD
+from tests.side_by_side import side_by_side
 
 
 def run_job(artifacts: Path, prefix: str, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -129,8 +130,13 @@ def test_run_trains_from_a_dataset_spec_and_names_what_is_wrong_in_one(
     tmp_path: Path, tiny_data
 ) -> None:
     shop = write_example(tiny_data, tmp_path / "shop", "csv")
+    wrong_spec = shop.spec.with_name("wrong.yaml")
+    wrong_spec.write_text(shop.spec.read_text() + "colour: blue\n")
     args = ("--no-publish", "--dataset", str(shop.spec))
-    done = run_job(tmp_path / "artifacts", "unused:", *args, PRERANK_MODELS='["fit"]')
+    done, wrong = side_by_side(
+        lambda: run_job(tmp_path / "artifacts", "unused:", *args, PRERANK_MODELS='["fit"]'),
+        lambda: run_job(tmp_path / "refused", "unused:", "--dataset", str(wrong_spec)),
+    )
     assert done.returncode == 0, done.stderr
     served = (tmp_path / "artifacts" / "bundles" / "current").resolve()
     manifest = json.loads((served / "manifest.json").read_text())
@@ -141,14 +147,13 @@ def test_run_trains_from_a_dataset_spec_and_names_what_is_wrong_in_one(
     # the vocabularies travel with the model, checksummed like every file
     vocabulary = BundleVocabulary.model_validate(manifest["vocabulary"])
     items = vocabulary.of(vocabulary.item_id_field)
-    assert items.file in manifest["files"] and items.value_type == "string"
+    assert items.file is not None and items.file in manifest["files"]
+    assert items.value_type == "string"
     assert read_values(served / items.file).to_pylist() == shop.items
     sizes = {f["name"]: f["vocab_size"] for f in manifest["feature_schema"]["fields"]}
     assert {f.field: f.size for f in vocabulary.fields} == sizes
     age = vocabulary.of("age")
     assert age.file is None and age.boundaries and len(age.boundaries) == sizes["age"] - 2
 
-    shop.spec.write_text(shop.spec.read_text() + "colour: blue\n")
-    wrong = run_job(tmp_path / "artifacts", "unused:", "--dataset", str(shop.spec))
     assert wrong.returncode == 2
-    assert f"error: {shop.spec}: colour: Extra inputs are not permitted" in wrong.stderr
+    assert f"error: {wrong_spec}: colour: Extra inputs are not permitted" in wrong.stderr

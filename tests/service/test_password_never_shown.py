@@ -17,6 +17,7 @@ from prerank_contract.settings import ENV_PREFIX
 from research.service_process import free_port
 from tests.conftest import REPO_ROOT, Bundle, PrivateRedis, start_service
 from tests.prerank_contract.credentials import credentials_env
+from tests.side_by_side import side_by_side
 
 PASSWORD = "S3cretPassw0rd-never-shown"
 USER = "admin"
@@ -75,8 +76,9 @@ def test_the_jobs_show_the_password_nowhere(
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(ENV_PREFIX)}
     env |= redis_env(way, target, refusing_redis, tmp_path)
     env[f"{ENV_PREFIX}ARTIFACTS_DIR"] = str(tmp_path / "artifacts")
-    for command in (["versions"], ["publish", str(fit_bundle.path)]):
-        result = subprocess.run(
+
+    def job(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-m", "offline_jobs", *command],
             cwd=REPO_ROOT,
             env=env,
@@ -84,6 +86,10 @@ def test_the_jobs_show_the_password_nowhere(
             text=True,
             timeout=CLI_TIMEOUT_SECONDS,
         )
+
+    for result in side_by_side(
+        lambda: job("versions"), lambda: job("publish", str(fit_bundle.path))
+    ):
         output = result.stdout + result.stderr
         assert result.returncode == 2, output
         assert "Redis at redis://" in output and "not reachable" in output
