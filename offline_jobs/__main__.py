@@ -112,6 +112,11 @@ def parser() -> argparse.ArgumentParser:
     converting.add_argument("format", choices=sorted(CONVERTERS))
     converting.add_argument("source", type=Path, help="the folder of the original files")
     converting.add_argument("out", type=Path, help="where interactions/users/items.parquet go")
+    commands.add_parser(
+        "events",
+        help="apply user events from the Redis stream to the served feature stores (one "
+        "consumer of a group; `python -m offline_jobs.events` starts the same without torch)",
+    )
     return root
 
 
@@ -179,6 +184,10 @@ def restore(settings: JobSettings, bundle_dirs: list[Path], *, progress: bool) -
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "events":  # its own settings and log level; imported only when run
+        from offline_jobs.events.__main__ import main as consume_events
+
+        return consume_events([], prog="python -m offline_jobs events")
     configure_logging(logging.INFO)
     settings = load_settings(JobSettings)
     try:

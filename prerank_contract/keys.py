@@ -25,6 +25,10 @@ class RedisKeys:
                                             (`feature_store_id`: a schema's, or a dataset's raw)
     - ``{p}store:{store}:marker``        -> presence marker of one feature store, written after
                                             its records (`StoreMarker`)
+    - ``{p}events``                      -> stream of user events (user, item, ts, label,
+                                            f.<name>), read by the event consumer's group
+    - ``{p}events:dead``                 -> stream of the entries it could not apply: their fields,
+                                            `reason` and `entry` (the original entry id)
 
     A marker says "this was published and is whole": a reader that saw one and then finds it gone
     knows Redis lost data, which an absent record alone cannot tell from an unknown user.
@@ -72,6 +76,16 @@ class RedisKeys:
     def store_marker(self, store: str) -> str:
         """Outside `user_pattern`, whose keys all end in a user id."""
         return f"{self.prefix}store:{store}:marker"
+
+    @property
+    def events(self) -> str:
+        """The events stream (`offline_jobs.events`): one key, so one slot on a cluster."""
+        return f"{self.prefix}events"
+
+    @property
+    def events_dead(self) -> str:
+        """Dead letters of the events stream: one key of its own (its slot may differ)."""
+        return f"{self.prefix}events:dead"
 
 
 def feature_store_id(schema_fingerprint: str, dataset: str, raw_records: bool) -> str:

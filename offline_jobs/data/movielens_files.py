@@ -1,6 +1,7 @@
 """Format adapters: MovieLens' original files rewritten as the Parquet tables that the shipped
-dataset specs (offline_jobs/data/specs/) read, so the built-in datasets train through the one
-spec loader. ``python -m offline_jobs convert movielens-1m|movielens-100k SOURCE_DIR OUT_DIR``.
+dataset specs (offline_jobs/data/specs/ml-*.yaml) read, so the built-in datasets train through the
+one spec loader. ``python -m offline_jobs convert movielens-1m|movielens-100k SOURCE_DIR OUT_DIR``
+(`offline_jobs.data.adapters`).
 
     interactions.parquet  user_id, item_id, rating, timestamp               (one row per rating)
     users.parquet         user_id, gender, age, occupation, zip_prefix
@@ -16,8 +17,7 @@ reader splits on one): no Python loop per line.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from offline_jobs.data.common import GZIP_MAGIC
-from offline_jobs.data.example import write_table
+from offline_jobs.data.converted import ConvertedTables
 from offline_jobs.data.movielens import (
     AGE_GROUPS,
     ENCODING,
@@ -43,29 +43,7 @@ ONE_CHARACTER_SEPARATOR = "\x1f"
 TITLE_YEAR = r"\((?P<year>\d{4})\)\s*$"
 RELEASE_YEAR = r"(?P<year>\d{4})$"  # u.item release dates: 01-Jan-1995
 ZIP_PREFIX_DIGITS = 2  # the built-in protocol's `zip_prefix_digits`
-TABLES = ("interactions", "users", "items")
 RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
-# The shipped specs read their tables from <repo>/artifacts/datasets/<folder>/ (ignored by git:
-# the data is GroupLens', never committed); folder -> the adapter that writes them.
-TABLES_ROOT = Path(__file__).resolve().parents[2] / "artifacts" / "datasets"
-SPECS_DIR = Path(__file__).resolve().parent / "specs"
-
-
-@dataclass(frozen=True)
-class MovieLensTables:
-    """The three tables of one release, as written."""
-
-    interactions: pa.Table
-    users: pa.Table
-    items: pa.Table
-
-    def write(self, folder: Path) -> dict[str, Path]:
-        """Each table as `folder/<name>.parquet` (temp + rename); name -> path."""
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = {name: folder / f"{name}.parquet" for name in TABLES}
-        for name, path in paths.items():
-            write_table(getattr(self, name), path)
-        return paths
 
 
 def read_separated(
@@ -122,7 +100,7 @@ def age_groups(ages: np.ndarray) -> np.ndarray:
     return groups[np.searchsorted(groups[1:], ages, side="right")]
 
 
-def convert_movielens_1m(source: Path) -> MovieLensTables:
+def convert_movielens_1m(source: Path) -> ConvertedTables:
     """ratings.dat, users.dat and movies.dat of `source` as tables."""
     users = read_separated(
         source / "users.dat",
@@ -138,7 +116,7 @@ def convert_movielens_1m(source: Path) -> MovieLensTables:
     )
     titles = pc.cast(movies.column("title"), pa.string())
     genres = pc.cast(movies.column("genres"), pa.string())
-    return MovieLensTables(
+    return ConvertedTables(
         interactions=ratings_table(source / "ratings.dat", SEPARATOR),
         users=pa.table(
             {
@@ -178,7 +156,7 @@ def genre_lists(flags: np.ndarray, names: Sequence[str]) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values)
 
 
-def convert_movielens_100k(source: Path) -> MovieLensTables:
+def convert_movielens_100k(source: Path) -> ConvertedTables:
     """u.data, u.user, u.item and u.genre of `source` as tables (ML-1M's derived features)."""
     names = genre_names(source / "u.genre")
     item_columns = ("item_id", "title", "release", "video_release", "url")
@@ -203,7 +181,7 @@ def convert_movielens_100k(source: Path) -> MovieLensTables:
         strings=("gender", "occupation", "zip"),
     )
     ages = np.asarray(users.column("age").to_numpy(), dtype=np.int64)
-    return MovieLensTables(
+    return ConvertedTables(
         interactions=ratings_table(source / "u.data", RATINGS_SEPARATOR_100K),
         users=pa.table(
             {
@@ -225,37 +203,9 @@ def convert_movielens_100k(source: Path) -> MovieLensTables:
     )
 
 
-CONVERTERS: dict[str, Callable[[Path], MovieLensTables]] = {
-    "movielens-1m": convert_movielens_1m,
-    "movielens-100k": convert_movielens_100k,
-}
-# The tables folder each shipped spec reads -> the format that folder is converted from.
-SHIPPED_TABLES = {"ml-1m": "movielens-1m", "ml-100k": "movielens-100k"}
-
-
-def convert(kind: str, source: Path, out: Path) -> dict[str, Path]:
-    """Convert the release `kind` found in `source` into Parquet tables under `out`."""
-    if kind not in CONVERTERS:
-        raise ValueError(f"unknown format {kind!r}; known: {', '.join(CONVERTERS)}")
-    return CONVERTERS[kind](source).write(out)
-
-
-def shipped_tables(spec: DatasetSpec) -> tuple[str, Path] | None:
-    """(format, tables folder) when `spec` reads a shipped MovieLens spec's tables, else None."""
-    folder = spec.interactions.path.resolve().parent
-    if folder.parent != TABLES_ROOT or folder.name not in SHIPPED_TABLES:
-        return None
-    return SHIPPED_TABLES[folder.name], folder
-
-
 def ensure_shipped_tables(spec: DatasetSpec, sources: dict[str, Path]) -> bool:
-    """Convert the MovieLens files of `sources[format]` when `spec` is a shipped MovieLens spec
-    whose tables are not written yet; True when it converted."""
-    found = shipped_tables(spec)
-    if found is None:
-        return False
-    kind, folder = found
-    if all((folder / f"{name}.parquet").is_file() for name in TABLES):
-        return False
-    convert(kind, sources[kind], folder)
-    return True
+    """`adapters.ensure_shipped_tables`, where research/compare/runner.py still imports it from
+    (imported here when called: `adapters` imports this module)."""
+    from offline_jobs.data import adapters
+
+    return adapters.ensure_shipped_tables(spec, sources)

@@ -1,39 +1,35 @@
 """The MovieLens format adapters: a few lines of each original format written per test, converted
 to Parquet, and read back through the shipped specs, which must give the built-in loader's
-samples, labels, histories and features (only the split and the id vocabulary's size may differ).
+samples, labels, histories, features and random split (only the id vocabulary's size may differ).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from offline_jobs.__main__ import main as offline_main
-from offline_jobs.data import movielens_files
-from offline_jobs.data.dataset import InteractionData
+from offline_jobs.data import adapters
+from offline_jobs.data.adapters import (
+    SPECS_DIR,
+    TABLES_ROOT,
+    convert,
+    ensure_shipped_tables,
+    shipped_tables,
+)
+from offline_jobs.data.converted import TABLES
 from offline_jobs.data.movielens import (
     MovieLens100KConfig,
     MovieLensConfig,
     load_movielens_1m,
     load_movielens_100k,
 )
-from offline_jobs.data.movielens_files import (
-    SPECS_DIR,
-    TABLES,
-    TABLES_ROOT,
-    convert,
-    convert_movielens_1m,
-    convert_movielens_100k,
-    ensure_shipped_tables,
-    shipped_tables,
-)
+from offline_jobs.data.movielens_files import convert_movielens_1m, convert_movielens_100k
 from offline_jobs.data.spec import load_spec
 from offline_jobs.data.spec_data import load_spec_data
+from tests.offline_jobs.data.same_samples import assert_same_samples, shipped_spec_on
 
 GENRES_100K = (
     *("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime"),
@@ -172,46 +168,6 @@ def test_the_convert_command_writes_the_three_tables(tmp_path: Path) -> None:
     assert offline_main(["convert", "movielens-100k", str(tmp_path / "none"), str(out)]) == 2
 
 
-def shipped_spec_on(tables: Path, name: str, tmp_path: Path) -> Path:
-    """The shipped spec `name`, its tables read from `tables` instead."""
-    document: dict[str, Any] = yaml.safe_load((SPECS_DIR / f"{name}.yaml").read_text())
-    for key in TABLES:
-        document[key]["path"] = str(tables / f"{key}.parquet")
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
-def raw(data: InteractionData, side: str) -> np.ndarray:
-    """Internal index -> the raw id (row 0: padding), by the spec data's vocabulary."""
-    assert data.vocabulary is not None
-    values = getattr(data.vocabulary, side).values.to_pylist()
-    return np.array([0, *values], dtype=np.int64)
-
-
-def assert_same_samples(spec: InteractionData, builtin: InteractionData) -> None:
-    users, items = raw(spec, "users"), raw(spec, "items")
-    np.testing.assert_array_equal(users[spec.user_ids], builtin.user_ids)
-    np.testing.assert_array_equal(items[spec.item_ids], builtin.item_ids)
-    np.testing.assert_array_equal(spec.labels, builtin.labels)
-    np.testing.assert_array_equal(spec.timestamps, builtin.timestamps)
-    np.testing.assert_array_equal(items[spec.histories], builtin.histories)
-    # every feature but the ids (column 0), row by row of the samples
-    np.testing.assert_array_equal(
-        spec.user_features[spec.user_ids][:, 1:], builtin.user_features[builtin.user_ids][:, 1:]
-    )
-    np.testing.assert_array_equal(
-        spec.item_features[spec.item_ids][:, 1:], builtin.item_features[builtin.item_ids][:, 1:]
-    )
-    fields = [(f.name, f.source, f.slots) for f in spec.schema.fields]
-    assert fields == [(f.name, f.source, f.slots) for f in builtin.schema.fields]
-    sizes = {f.name: f.vocab_size for f in spec.schema.fields if f.name != "item_id"}
-    assert sizes == {f.name: f.vocab_size for f in builtin.schema.fields if f.name != "item_id"}
-    assert {k: v.size for k, v in spec.splits.items()} == {
-        k: v.size for k, v in builtin.splits.items()
-    }
-
-
 def test_the_ml1m_spec_reads_what_the_builtin_loader_reads(tmp_path: Path) -> None:
     source = write_ml1m(tmp_path / "src")
     convert("movielens-1m", source, tmp_path / "tables")
@@ -252,7 +208,7 @@ def test_the_shipped_specs_keep_the_builtin_protocol(name: str) -> None:
 def test_a_shipped_specs_missing_tables_are_converted_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(movielens_files, "TABLES_ROOT", tmp_path / "datasets")
+    monkeypatch.setattr(adapters, "TABLES_ROOT", tmp_path / "datasets")
     source = write_ml100k(tmp_path / "src")
     spec = load_spec(shipped_spec_on(tmp_path / "datasets" / "ml-100k", "ml-100k", tmp_path))
     sources = {"movielens-1m": tmp_path / "absent", "movielens-100k": source}
@@ -260,5 +216,5 @@ def test_a_shipped_specs_missing_tables_are_converted_once(
     assert load_spec_data(spec).labels.size > 0
     assert not ensure_shipped_tables(spec, sources)  # written: left alone
     elsewhere = load_spec(shipped_spec_on(tmp_path / "datasets" / "ml-100k", "ml-100k", tmp_path))
-    monkeypatch.setattr(movielens_files, "TABLES_ROOT", tmp_path / "other")
+    monkeypatch.setattr(adapters, "TABLES_ROOT", tmp_path / "other")
     assert shipped_tables(elsewhere) is None and not ensure_shipped_tables(elsewhere, sources)
