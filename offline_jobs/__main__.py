@@ -1,8 +1,8 @@
 """CLI of the offline jobs: ``python -m offline_jobs COMMAND --help``.
 
 run, publish (gated), versions, rollback, split (A/B), restore (what Redis lost), example (a
-small shop's files and their dataset spec), convert (MovieLens' files into the tables its shipped
-specs read). The paper's tables: ``python -m research.reproduce``."""
+small shop's files and their dataset spec), convert (a built-in dataset's original files into the
+tables its shipped spec reads). The paper's tables: ``python -m research.reproduce``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 
 from model_export.onnx_export import ParityError
+from offline_jobs.data.adapters import CONVERTERS, convert
 from offline_jobs.data.example import write_example
-from offline_jobs.data.movielens_files import CONVERTERS, convert
 from offline_jobs.data.synthetic import generate_synthetic
 from offline_jobs.pipeline import run_pipeline
 from offline_jobs.release.commands import (
@@ -106,8 +106,8 @@ def parser() -> argparse.ArgumentParser:
     example.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     converting = commands.add_parser(
         "convert",
-        help="rewrite MovieLens' original files as the Parquet tables that the shipped specs "
-        "(offline_jobs/data/specs/) read",
+        help="rewrite a built-in dataset's original files (MovieLens, Amazon, Taobao) as the "
+        "Parquet tables that its shipped spec (offline_jobs/data/specs/) reads",
     )
     converting.add_argument("format", choices=sorted(CONVERTERS))
     converting.add_argument("source", type=Path, help="the folder of the original files")
