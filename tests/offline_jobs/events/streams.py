@@ -3,8 +3,13 @@ to its stream, a consumer run until the group has applied everything, and the re
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,7 +20,7 @@ from offline_jobs.events.consumer import EventConsumer
 from offline_jobs.events.entries import Event, StoreFormat, parse_event
 from offline_jobs.events.settings import EventSettings
 from prerank_contract.keys import RedisKeys
-from tests.conftest import wait_for
+from tests.conftest import REPO_ROOT, wait_for
 from tests.offline_jobs.events.replay import replay
 
 MAX_ID_LENGTH = EventSettings.model_fields["events_max_id_length"].default
@@ -104,3 +109,59 @@ def served_part(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if record is None:
         return None
     return {"features": record["features"], "history": record["history"]}
+
+
+# A consumer process of the tests: small batches, claims after 1 s idle, quick polls and backoff.
+CONSUMER_TEST_ENV = {
+    "PRERANK_EVENTS_METRICS_PORT": "0",
+    "PRERANK_EVENTS_BATCH_SIZE": "50",
+    "PRERANK_EVENTS_BLOCK_MS": "100",
+    "PRERANK_EVENTS_CLAIM_IDLE_SECONDS": "1",
+    "PRERANK_EVENTS_CLAIM_INTERVAL_SECONDS": "0.5",
+    "PRERANK_EVENTS_POINTER_POLL_SECONDS": "0.2",
+    "PRERANK_EVENTS_STATS_INTERVAL_SECONDS": "0.2",
+    "PRERANK_EVENTS_BACKOFF_SECONDS": "0.05",
+    "PRERANK_EVENTS_BACKOFF_MAX_SECONDS": "0.5",
+}
+
+
+def start_consumer(
+    redis_url: str, keys: RedisKeys, name: str, log_path: Path, **env: str
+) -> subprocess.Popen[bytes]:
+    """`python -m offline_jobs.events` as its own process, named `name` in its group."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PRERANK_")}
+    environment |= CONSUMER_TEST_ENV | env
+    environment |= {
+        "PRERANK_REDIS_URL": redis_url,
+        "PRERANK_REDIS_KEY_PREFIX": keys.prefix,
+        "PRERANK_EVENTS_CONSUMER": name,
+    }
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "offline_jobs.events"],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_consumer(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def produce(
+    client: redis.Redis,
+    keys: RedisKeys,
+    events: Sequence[Mapping[str, Any]],
+    chunk: int,
+    pause_seconds: float,
+) -> list[str]:
+    """XADD `events` in chunks of `chunk`, `pause_seconds` apart: a steady stream. The ids."""
+    ids: list[str] = []
+    for start in range(0, len(events), chunk):
+        ids += add_events(client, keys, events[start : start + chunk])
+        time.sleep(pause_seconds)
+    return ids
