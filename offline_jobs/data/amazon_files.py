@@ -25,9 +25,10 @@ import pyarrow.compute as pc
 import pyarrow.json as pjson
 
 from offline_jobs.data.amazon import DATASET, _read_meta
-from offline_jobs.data.common import numbered_lines
+from offline_jobs.data.common import open_text
 from offline_jobs.data.converted import (
     ConvertedTables,
+    first_line,
     first_values,
     input_stream,
     last_values,
@@ -100,10 +101,11 @@ def require_values(path: Path, table: pa.Table, names: tuple[str, ...]) -> None:
 def line_of_record(path: Path, record: int) -> int:
     """The 1-based line of the `record`-th non-blank line (an error path: a loop is fine)."""
     seen = 0
-    for number, line in numbered_lines(path, DATASET):
-        seen += bool(line.strip())
-        if seen == record:
-            return number
+    with open_text(path, DATASET) as handle:
+        for number, line in enumerate(handle, 1):
+            seen += bool(line.strip())
+            if seen == record:
+                return number
     raise AssertionError(f"{path} has fewer than {record} records")
 
 
@@ -120,13 +122,11 @@ def read_reviews(path: Path) -> pa.Table:
 
 def is_json_lines(path: Path) -> bool:
     """Whether the first non-blank line is a JSON object (else: Python literals, 2014 metadata)."""
-    for _, line in numbered_lines(path, DATASET):
-        if line.strip():
-            try:
-                return isinstance(orjson.loads(line), dict)
-            except orjson.JSONDecodeError:
-                return False
-    return True
+    line = first_line(path, DATASET)
+    try:
+        return line is None or isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def read_meta(path: Path, asins: pa.Array) -> pa.Table:

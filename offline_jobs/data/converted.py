@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from offline_jobs.data.common import GZIP_MAGIC
+from offline_jobs.data.common import GZIP_MAGIC, open_text
 from offline_jobs.data.example import write_table
 
 TABLES = ("interactions", "users", "items")
@@ -45,6 +45,15 @@ def input_stream(path: Path, dataset: str) -> pa.NativeFile:
     with path.open("rb") as probe:
         compressed = probe.read(len(GZIP_MAGIC)) == GZIP_MAGIC
     return pa.input_stream(path, compression="gzip" if compressed else None)
+
+
+def first_line(path: Path, dataset: str) -> str | None:
+    """The first non-blank line of a plain or gzip text file, without its end; None if none."""
+    with open_text(path, dataset) as handle:
+        for line in handle:
+            if line.strip():
+                return line.rstrip("\r\n")
+    return None
 
 
 def trimmed(text: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:

@@ -24,8 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from offline_jobs.data.common import check_unique_ids, numbered_lines
-from offline_jobs.data.converted import ConvertedTables, input_stream, rows_taken, sorted_unique
+from offline_jobs.data.common import check_unique_ids
+from offline_jobs.data.converted import (
+    ConvertedTables,
+    first_line,
+    input_stream,
+    rows_taken,
+    sorted_unique,
+)
 from offline_jobs.data.tabular import require_present
 from offline_jobs.data.taobao import (
     AD_COLUMNS,
@@ -51,13 +57,13 @@ BYTE_ORDER_MARK = "\ufeff"
 
 def header(path: Path, wanted: tuple[str, ...]) -> list[str]:
     """The column names of a CSV's first line, stripped; an error names a wanted one missing."""
-    first = next(numbered_lines(path, DATASET), None)
+    first = first_line(path, DATASET)
     if first is None:
         raise ValueError(f"{path}: empty file, expected a header")
-    names = [name.strip() for name in first[1].lstrip(BYTE_ORDER_MARK).split(",")]
+    names = [name.strip() for name in first.lstrip(BYTE_ORDER_MARK).split(",")]
     missing = [name for name in wanted if name not in names]
     if missing:
-        raise ValueError(f"{path}, line 1: header lacks columns {missing}: {first[1]!r}")
+        raise ValueError(f"{path}, line 1: header lacks columns {missing}: {first!r}")
     return names
 
 
