@@ -54,6 +54,9 @@ META = pa.schema(
         ("brand", pa.string()),
     ]
 )
+# pyarrow's JSON reader refuses a line longer than its block (1 MiB by default); the 2018
+# metadata holds lines of several MiB (descriptions, HTML tables of similar items).
+JSON_BLOCK_BYTES = 64 << 20
 REVIEW_PATTERNS = ("reviews_*.json", "*_5.json")  # 2014, 2018 (each also .json.gz)
 META_PATTERN = "meta_*.json"
 
@@ -82,7 +85,11 @@ def read_json_lines(path: Path, schema: pa.Schema) -> pa.Table:
     options = pjson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     with input_stream(path, DATASET) as stream:
         try:
-            return pjson.read_json(stream, parse_options=options)
+            return pjson.read_json(
+                stream,
+                read_options=pjson.ReadOptions(block_size=JSON_BLOCK_BYTES),
+                parse_options=options,
+            )
         except pa.ArrowInvalid as exc:
             raise ValueError(f"{path}: not JSON lines of {', '.join(schema.names)}: {exc}") from exc
 

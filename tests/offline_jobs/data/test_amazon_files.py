@@ -88,6 +88,15 @@ def test_every_release_and_compression_gives_the_same_tables(
     assert tables.items.equals(expected.items)
 
 
+def test_a_metadata_line_longer_than_a_megabyte_is_read(tmp_path: Path) -> None:
+    config = source_files(tmp_path, "2018", compressed=False)
+    meta = tmp_path / config.meta_file
+    record = {"asin": ASINS[1], "brand": "Long", "description": ["x" * (3 << 20)]}
+    write(meta, [json.dumps(record), *read_lines(meta)], compressed=False)
+    items = convert_amazon(tmp_path).items.to_pydict()
+    assert items["brand"][items["item_id"].index(ASINS[1])] == "Long"  # its first line
+
+
 def read_lines(path: Path) -> list[str]:
     data = path.read_bytes()
     return (gzip.decompress(data) if data[:2] == GZIP_MAGIC else data).decode().splitlines()
