@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARTIFACTS ?= $(or $(PRERANK_ARTIFACTS_DIR),artifacts)
 
-.PHONY: setup run train serve test lint typecheck reproduce compare soak load bench bench-memory bench-scale bench-train-memory bench-data bench-ids profile stack images podman-up podman-down clean
+.PHONY: setup run train serve test lint typecheck reproduce compare soak load bench bench-memory bench-scale bench-train-memory bench-data bench-ids bench-events profile stack images podman-up podman-down clean
 
 $(STAMP): requirements.txt requirements-service.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,11 @@ bench-data: setup
 # /prerank p50 with 5,000 string ids against integer ids, the real service: docs/benchmarks/ids.md.
 bench-ids: setup
 	$(PY) -m research.id_bench $(ARGS)
+
+# One event consumer: sustained events/s, XADD -> visible p50/p99 at 2,000 events/s (about 30 s;
+# needs Redis): docs/benchmarks/events.md.
+bench-events: setup
+	$(PY) -m research.event_bench $(ARGS)
 
 # docker-compose.yml's topology as local processes: Redis, the offline job, 2 service replicas,
 # Prometheus (installed from Debian's packages when missing and possible). Ctrl-C stops it.

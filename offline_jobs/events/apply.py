@@ -47,14 +47,28 @@ class Applied:
     duplicates: int
 
 
-def _history(record: Mapping[str, Any]) -> list[tuple[EntryId, RawId]]:
-    """(entry id, item) of each history element, oldest first. A record publish wrote has no
-    `history_events`: every element is then `PUBLISHED`."""
+def _history(record: Mapping[str, Any]) -> tuple[list[str], list[RawId]]:
+    """(entry id of each history element, the items), oldest first. A record publish wrote has
+    no `history_events`: every element is then `PUBLISHED`."""
     items = list(record.get(HISTORY, []))
     entries = record.get(HISTORY_EVENTS)
     if entries is None or len(entries) != len(items):
-        return [(PUBLISHED, item) for item in items]
-    return [(parse_entry_id(e), item) for e, item in zip(entries, items, strict=True)]
+        return [format_entry_id(PUBLISHED)] * len(items), items
+    return list(entries), items
+
+
+def _insert(
+    texts: list[str], items: list[RawId], new: list[tuple[EntryId, str, RawId]]
+) -> tuple[list[str], list[RawId]]:
+    """The history with `new` elements (entry, its text, item) in entry-id order. Ids are parsed
+    only when some new one is older than the newest held (a late claim): events mostly arrive
+    newest last, and the history is kept sorted."""
+    new.sort(key=lambda element: element[0])
+    if not texts or new[0][0] > parse_entry_id(texts[-1]):
+        return texts + [text for _, text, _ in new], items + [item for _, _, item in new]
+    merged = [(parse_entry_id(t), t, i) for t, i in zip(texts, items, strict=True)] + new
+    merged.sort(key=lambda element: element[0])  # stable: published elements keep their order
+    return [text for _, text, _ in merged], [item for _, _, item in merged]
 
 
 def apply_events(
@@ -63,37 +77,39 @@ def apply_events(
     """`record` (None: a user unknown so far) with `events` applied, history capped at
     `max_history` [<= L elements, most recent last]."""
     record = record or {}
-    history = _history(record)
-    present = {entry for entry, _ in history}
+    texts, items = _history(record)
+    present = set(texts)
     features: dict[str, FeatureValue] = dict(record.get(FEATURES, {}))
-    feature_events = {k: parse_entry_id(v) for k, v in record.get(FEATURE_EVENTS, {}).items()}
+    feature_events: dict[str, str] = dict(record.get(FEATURE_EVENTS, {}))
     last_before = parse_entry_id(record.get(LAST_EVENT, format_entry_id(PUBLISHED)))
     last = last_before
-    inserted: list[EntryId] = []
+    new: list[tuple[EntryId, str, RawId]] = []
     profile_changes: set[EntryId] = set()
     seen: list[EntryId] = []
     for event in events:
         seen.append(event.entry)
         last = max(last, event.entry)
-        if event.positive and event.entry not in present:
-            history.append((event.entry, event.item))
-            present.add(event.entry)
-            inserted.append(event.entry)
+        text = format_entry_id(event.entry)
+        if event.positive and text not in present:
+            new.append((event.entry, text, event.item))
+            present.add(text)
         for name, value in event.features.items():
-            if event.entry > feature_events.get(name, PUBLISHED):
+            setter = feature_events.get(name)
+            if event.entry > (PUBLISHED if setter is None else parse_entry_id(setter)):
                 features[name] = value
-                feature_events[name] = event.entry
+                feature_events[name] = text
                 profile_changes.add(event.entry)
-    history.sort(key=lambda element: element[0])  # stable: published elements keep their order
-    history = history[-max_history:]
-    kept = {entry for entry, _ in history}
-    effective = {e for e in inserted if e in kept} | profile_changes
+    if new:
+        texts, items = _insert(texts, items, new)
+    texts, items = texts[-max_history:], items[-max_history:]
+    kept = set(texts)
+    effective = {entry for entry, text, _ in new if text in kept} | profile_changes
     duplicates = sum(1 for e in seen if e <= last_before and e not in effective)
     new_record = {
         FEATURES: features,
-        HISTORY: [item for _, item in history],
-        HISTORY_EVENTS: [format_entry_id(entry) for entry, _ in history],
-        FEATURE_EVENTS: {k: format_entry_id(v) for k, v in feature_events.items()},
+        HISTORY: items,
+        HISTORY_EVENTS: texts,
+        FEATURE_EVENTS: feature_events,
         LAST_EVENT: format_entry_id(last),
     }
     return Applied(new_record, len(seen) - duplicates, duplicates)

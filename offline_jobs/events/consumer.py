@@ -72,7 +72,10 @@ class EventConsumer:
         settings: EventSettings,
         metrics: EventMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fixed_stores: Sequence[StoreFormat] | None = None,
     ) -> None:
+        """`fixed_stores`: write these stores instead of following the pointers (a benchmark's
+        store of its own, with no version published)."""
         self.client = client
         self.settings = settings
         self.consumer = settings.consumer_name  # fixed for the life of this consumer
@@ -80,7 +83,8 @@ class EventConsumer:
         self.metrics = metrics or EventMetrics()
         self.clock = clock
         self.stop = threading.Event()
-        self.stores: list[StoreFormat] = []
+        self.stores: list[StoreFormat] = list(fixed_stores or [])
+        self._fixed = fixed_stores is not None
         self._pointers: Pointers | None = None
         self._due = {"pointers": -float("inf"), "claim": -float("inf"), "stats": -float("inf")}
         self._group_ready = False
@@ -128,7 +132,7 @@ class EventConsumer:
         """One pass; the number of entries handled."""
         settings = self.settings
         self._ensure_group()
-        if self._is_due("pointers", settings.events_pointer_poll_seconds):
+        if not self._fixed and self._is_due("pointers", settings.events_pointer_poll_seconds):
             self._refresh_stores()
         if not self.stores:  # nothing is served: entries wait in the stream
             self.stop.wait(settings.events_block_ms / MS_PER_SECOND)
