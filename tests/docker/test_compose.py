@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from loadtest.settings import LoadSettings, StackSettings
+from offline_jobs.events.settings import EventSettings
 from offline_jobs.settings import JobSettings
 from prerank_contract.settings import ENV_PREFIX
 from service.settings import ServiceSettings
@@ -31,6 +32,7 @@ PROMETHEUS_CONFIG = REPO_ROOT / "docker" / "prometheus" / "prometheus.yml"
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     ServiceSettings,
     JobSettings,
+    EventSettings,
     LoadSettings,
     StackSettings,
 )

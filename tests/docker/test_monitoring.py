@@ -17,6 +17,7 @@ import yaml
 
 from loadtest.settings import StackSettings
 from loadtest.stack import PrometheusUnavailableError, find_or_install_prometheus
+from offline_jobs.events.metrics import EventMetrics
 from service.metrics import Metrics
 from tests.conftest import REPO_ROOT
 
@@ -37,10 +38,12 @@ PROMTOOL_TIMEOUT_SECONDS = 60
 
 
 def exported_series() -> set[str]:
-    """Series names a fresh service registry exposes (labelled metrics have no samples yet)."""
+    """Series names fresh registries of the service and of the event consumer expose (labelled
+    metrics have no samples yet)."""
     return {
         family.name + suffix
-        for family in Metrics().registry.collect()
+        for registry in (Metrics().registry, EventMetrics().registry)
+        for family in registry.collect()
         for suffix in SERIES_SUFFIXES[family.type]
     }
 
