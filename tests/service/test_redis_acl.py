@@ -2,10 +2,11 @@
 publisher publishes, rolls back, splits and restores, the service serves and hot-swaps with its
 read-only user, and no role is refused a command it runs (Redis's ACL LOG stays empty). The
 service's credentials get NOPERM on a write, on a key outside the prefix and on an admin command.
-The event consumer's user is only checked for what it may touch: no consumer exists yet."""
+The event consumer applies events as its user, and may not touch a pointer."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from docker.redis.acl import (
     password_digest,
     with_passwords,
 )
+from offline_jobs.events.consumer import EventConsumer
+from offline_jobs.events.stores import store_format
 from offline_jobs.release.commands import (
     publish_feature_store,
     publish_version,
@@ -41,6 +44,7 @@ from prerank_contract.redis_store import active_version, published_versions
 from prerank_contract.traffic import TrafficSplit
 from research.service_process import ServiceProcess
 from tests.conftest import PrivateRedis, clone_bundle, start_service, tiny_settings, wait_for
+from tests.offline_jobs.events.streams import event_settings, run_until_done
 from tests.service.acl_users import ADMIN_USER, acl_with_admin, new_passwords
 
 # users.acl is written for the default key prefix; a private server holds no one else's keys
@@ -186,16 +190,41 @@ def test_the_service_user_reads_its_prefix_only_and_writes_nothing(
     assert acl_server.admin.get(KEYS.active) == b"v1"
 
 
-def test_the_consumer_user_writes_user_records_and_no_pointer(acl_server: AclServer) -> None:
+def test_the_consumer_user_applies_events_and_writes_no_pointer(
+    acl_server: AclServer, fit_bundle, tiny_data, tmp_path: Path
+) -> None:
+    """The real consumer, logged in as its role: it reads the pointers and the manifest, applies
+    an event, dead-letters a malformed one (a claimed one too, through its script), and is
+    refused nothing it runs; a pointer, a manifest or an admin command stay out of its reach."""
+    job = acl_server.job_settings(tmp_path / "artifacts", PUBLISHER_USER)
+    publisher = job.connect_redis()
+    publish_feature_store(job, publisher, tiny_data, "v1", progress=False)
+    publish_version(
+        job, publisher, clone_bundle(fit_bundle.path, tmp_path / "b", "v1"), progress=False
+    )
+    publisher.close()
+    acl_server.admin.xadd(KEYS.events, {"user": "7", "item": "3"})  # the caller's pipeline
+    acl_server.admin.xadd(KEYS.events, {"user": "7"})
+    settings = event_settings(
+        acl_server.server.url,
+        KEYS,
+        redis_username=CONSUMER_USER,
+        redis_password=SecretStr(acl_server.passwords[CONSUMER_USER]),
+    )
+    events = EventConsumer(settings.redis_client(), settings)
+    run_until_done(events, acl_server.admin)
+    events.handle(acl_server.admin.xrange(KEYS.events), claimed=True)  # as a claim would
+    store = store_format(fit_bundle.manifest).store
+    record = json.loads(acl_server.admin.get(KEYS.user(store, 7)))
+    assert record["history"][-1] == 3
+    assert len(acl_server.admin.xrange(KEYS.events_dead)) == 1
+    assert acl_server.admin.acl_log() == []
     consumer = acl_server.client(CONSUMER_USER)
     try:
-        record = KEYS.user("schema", 7)
-        consumer.set(record, b"{}")
-        assert consumer.get(record) == b"{}"
-        consumer.xadd(f"{KEYS.prefix}events", {"user": "7", "item": "3"})
         for refused in (
             lambda: consumer.set(KEYS.active, "v2"),
-            lambda: consumer.get(KEYS.manifest("v1")),
+            lambda: consumer.set(KEYS.manifest("v1"), b"{}"),
+            lambda: consumer.lpush(KEYS.versions, "v2"),
             lambda: consumer.flushall(),
         ):
             with pytest.raises(redis.exceptions.NoPermissionError):
