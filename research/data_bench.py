@@ -37,6 +37,7 @@ from offline_jobs.data.example import write_table
 from offline_jobs.data.spec import load_spec
 from prerank_contract.bundle import write_text_atomically
 from prerank_contract.settings import ENV_PREFIX, configure_logging, load_settings
+from research.machine import cpu_model
 from research.markdown import markdown_templates
 from research.settings import REPO_ROOT, DataBenchSettings
 
@@ -394,16 +395,6 @@ def command_line() -> str:
         f"{name}={value}" for name, value in sorted(os.environ.items()) if name.startswith(prefix)
     ]
     return " ".join([*given, "python -m research.data_bench"])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def shown_path(path: Path) -> str:

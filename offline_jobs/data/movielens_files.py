@@ -35,7 +35,6 @@ from offline_jobs.data.movielens import (
     SEPARATOR,
     SEPARATOR_100K,
 )
-from offline_jobs.data.spec import DatasetSpec
 
 # What `::` becomes before the CSV reader splits the line: the ASCII unit separator, a control
 # character that no MovieLens title holds (a line that held one would fail the field count).
@@ -201,11 +200,3 @@ def convert_movielens_100k(source: Path) -> ConvertedTables:
             }
         ),
     )
-
-
-def ensure_shipped_tables(spec: DatasetSpec, sources: dict[str, Path]) -> bool:
-    """`adapters.ensure_shipped_tables`, where research/compare/runner.py still imports it from
-    (imported here when called: `adapters` imports this module)."""
-    from offline_jobs.data import adapters
-
-    return adapters.ensure_shipped_tables(spec, sources)

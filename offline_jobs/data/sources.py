@@ -9,10 +9,11 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from offline_jobs.data.adapters import ensure_shipped_tables, source_folders
 from offline_jobs.data.amazon import load_amazon
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.movielens import load_movielens_1m, load_movielens_100k
-from offline_jobs.data.spec import is_spec_path, load_spec
+from offline_jobs.data.spec import DatasetSpec, is_spec_path, load_spec
 from offline_jobs.data.spec_data import load_spec_data
 from offline_jobs.data.stream.store import SampleStore
 from offline_jobs.data.synthetic import generate_synthetic, write_synthetic_store
@@ -22,9 +23,18 @@ from offline_jobs.settings import JobSettings
 log = logging.getLogger(__name__)
 
 
+def read_dataset_spec(settings: JobSettings, path: Path) -> DatasetSpec:
+    """The spec at `path`; a shipped spec's tables are converted first from the built-in
+    dataset's files when missing (`adapters.ensure_shipped_tables`)."""
+    spec = load_spec(path)
+    if ensure_shipped_tables(spec, source_folders(settings)):
+        log.info("converted the original files of %s into its tables", path)
+    return spec
+
+
 def load_dataset(settings: JobSettings, *, progress: bool = True) -> InteractionData:
     if is_spec_path(settings.dataset):
-        return load_spec_data(load_spec(Path(settings.dataset)))
+        return load_spec_data(read_dataset_spec(settings, Path(settings.dataset)))
     if settings.dataset == "ml-1m":
         return load_movielens_1m(settings.ml1m, progress=progress)
     if settings.dataset == "ml-100k":

@@ -204,19 +204,25 @@ def keep_known_items(
 
 def split_samples(times: np.ndarray, split: SplitSpec, path: Path) -> dict[str, np.ndarray]:
     """Sample indices per split: the latest samples are the test, those before the validation
-    (temporal), or a seeded permutation (random)."""
+    (temporal), or a seeded permutation's first samples the test, the next the validation
+    (random: the built-in loaders' order, so a shipped spec draws their split from their seed)."""
     n = times.size
-    if split.kind == "temporal":
-        order = np.argsort(times, kind="stable")  # ties in file order
-    else:
-        order = np.random.default_rng(split.seed).permutation(n)
     n_test, n_validation = round(n * split.test), round(n * split.validation)
     n_train = n - n_test - n_validation
-    parts = {
-        "train": order[:n_train],
-        "validation": order[n_train : n_train + n_validation],
-        "test": order[n_train + n_validation :],
-    }
+    if split.kind == "temporal":
+        order = np.argsort(times, kind="stable")  # ties in file order
+        parts = {
+            "train": order[:n_train],
+            "validation": order[n_train : n_train + n_validation],
+            "test": order[n_train + n_validation :],
+        }
+    else:
+        order = np.random.default_rng(split.seed).permutation(n)
+        parts = {
+            "test": order[:n_test],
+            "validation": order[n_test : n_test + n_validation],
+            "train": order[n_test + n_validation :],
+        }
     for name in SPLITS:
         if parts[name].size == 0:
             raise ValueError(

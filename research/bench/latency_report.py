@@ -22,6 +22,7 @@ from research.bench.scorer_efficiency import ScorerEfficiency
 from research.bench.scoring_paths import ScoringPaths
 from research.bench.throughput import Throughput, error_kinds_note
 from research.bench.verdicts import Verdict
+from research.machine import cpu_model
 from research.markdown import markdown_templates
 from research.settings import BenchSettings
 
@@ -60,16 +61,6 @@ class MachineFacts:
             system=platform.platform(),
             load_average=os.getloadavg(),
         )
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 @dataclass(frozen=True)

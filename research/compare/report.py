@@ -3,17 +3,13 @@ every figure and the Pareto plot, all drawn from the figures `summary.compare_fi
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from pathlib import Path
 
-from offline_jobs.bundling.fingerprint import git_commit
-from prerank_contract.bundle import write_text_atomically
 from prerank_model.config import ModelConfig
 from research.compare.plots import draw_plots
 from research.compare.summary import CompareFigures
 from research.compare.text import render
-from research.reproduce.report import read_notes
+from research.markdown import write_markdown_report
 
 
 def render_markdown(
@@ -32,16 +28,4 @@ def render_markdown(
 
 def write_compare_report(figures: CompareFigures, out: Path) -> Path:
     """Write <out>/compare-<name>.md, .json and -pareto.png; return the markdown's path."""
-    report = figures["report"]
-    out.mkdir(parents=True, exist_ok=True)
-    draw_plots(figures, out)
-    markdown = out / f"{report}.md"
-    text = render_markdown(
-        figures,
-        notes=read_notes(out, report),
-        generated_on=f"{datetime.now(UTC):%Y-%m-%d}",
-        commit=git_commit() or "unknown",
-    )
-    write_text_atomically(markdown, text)
-    write_text_atomically(out / f"{report}.json", json.dumps(figures, indent=1, default=str))
-    return markdown
+    return write_markdown_report(figures, out, figures["report"], render_markdown, draw_plots)

@@ -8,14 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from offline_jobs.data.dataset import InteractionData
-from offline_jobs.data.movielens_files import ensure_shipped_tables
-from offline_jobs.data.spec import DatasetSpec, load_spec
+from offline_jobs.data.sources import read_dataset_spec
+from offline_jobs.data.spec import DatasetSpec
 from offline_jobs.data.spec_data import load_spec_data
 from offline_jobs.settings import JobSettings
 from research.compare.plan import CompareConfig
@@ -29,16 +30,56 @@ from research.reproduce.timing import measure_training_time
 log = logging.getLogger(__name__)
 
 SCOPE = "compare"  # Redis keys of the timed service: <prefix>compare:<spec name>:
-MEASURED = {
-    "models",
-    "seeds",
-    "timing_rounds",
-    "timing_steps",
-    "measure_latency",
-    "latency_candidates",
-    "latency_requests",
-    "latency_warmup_requests",
-}  # the CompareConfig fields the timing and latency depend on (beside the runs themselves)
+TIMED = ("models", "seeds", "timing_rounds", "timing_steps")
+SERVED = ("models", "seeds", "latency_candidates", "latency_requests", "latency_warmup_requests")
+# ^ the CompareConfig fields the training time and the latency depend on, beside the runs
+
+
+def kept_or_measured(path: Path, key: str, measure: Callable[[], tuple[Any, bool]]) -> Any:
+    """What `path` kept under `key`, else `measure()`'s figures, kept there when it says they
+    may be (an interrupted comparison resumes without measuring again)."""
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        if kept.get("key") == key:
+            return kept["figures"]
+    figures, keep = measure()
+    if keep:
+        write_json(path, {"key": key, "figures": figures})
+    return figures
+
+
+def measurement_key(results: list[dict[str, Any]], config: CompareConfig, fields: Any) -> str:
+    """The runs' fingerprints and the fields of `config` a measurement depends on, hashed."""
+    payload = {
+        "runs": sorted(run["fingerprint"] for run in results),
+        "config": config.model_dump(mode="json", include=set(fields)),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def measurements(
+    runs: Runs, name: str, results: list[dict[str, Any]], config: CompareConfig
+) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]], str | None]:
+    """(training time, latency rows, why no latency), each kept in results_dir/<name>/ as soon
+    as measured and read back while the runs and settings are the same (a latency that could
+    not be measured is not kept: the next invocation tries again)."""
+    folder = runs.run_dir(name)
+
+    def serve() -> tuple[Any, bool]:
+        rows, note = latency_or_note(runs, name, SCOPE)
+        return [rows, note], note is None or not config.measure_latency
+
+    latency, note = kept_or_measured(
+        folder / "latency.json",
+        measurement_key(results, config, (*SERVED, "measure_latency")),
+        serve,
+    )
+    timing = kept_or_measured(
+        folder / "timing.json",
+        measurement_key(results, config, TIMED),
+        lambda: (measure_training_time(runs, name, config.models), True),
+    )
+    return timing, latency, note
 
 
 def spec_loader(spec: DatasetSpec) -> DataLoader:
@@ -55,49 +96,10 @@ def spec_loader(spec: DatasetSpec) -> DataLoader:
     return load
 
 
-def read_spec(settings: JobSettings, path: Path) -> DatasetSpec:
-    """The spec; a shipped MovieLens spec's tables are converted first when missing."""
-    spec = load_spec(path)
-    sources = {
-        "movielens-1m": settings.ml1m.data_dir,
-        "movielens-100k": settings.ml100k.data_dir,
-    }
-    if ensure_shipped_tables(spec, sources):
-        log.info("converted the MovieLens files for %s", path)
-    return spec
-
-
-def measurements(
-    runs: Runs, name: str, results: list[dict[str, Any]], config: CompareConfig
-) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]], str | None]:
-    """(training time, latency rows, why no latency): read back from results_dir/<name>/
-    measurements.json when taken for the same runs and settings, else taken and kept there
-    (not when the latency could not be measured: the next invocation tries again)."""
-    key = hashlib.sha256(
-        json.dumps(
-            {
-                "runs": sorted(run["fingerprint"] for run in results),
-                "config": config.model_dump(mode="json", include=MEASURED),
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
-    path = runs.run_dir(name) / "measurements.json"
-    if path.is_file():
-        kept = json.loads(path.read_text())
-        if kept.get("key") == key:
-            return kept["timing"], kept["latency"], kept["latency_note"]
-    latency, note = latency_or_note(runs, name, SCOPE)
-    timing = measure_training_time(runs, name, config.models)
-    if note is None or not config.measure_latency:
-        write_json(path, {"key": key, "timing": timing, "latency": latency, "latency_note": note})
-    return timing, latency, note
-
-
 def compare(settings: JobSettings, config: CompareConfig, *, progress: bool) -> Path:
     """Every run of `config`, its efficiency measurements, then its report; the markdown's
     path."""
-    spec = read_spec(settings, config.spec)
+    spec = read_dataset_spec(settings, config.spec)
     runs = Runs(settings, config, spec_loader(spec), progress=progress)
     plan = [
         (RunSpec(spec.name, model, seed), seed == config.seeds[0])

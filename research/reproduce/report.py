@@ -4,16 +4,13 @@ templates/report.md.j2), a JSON of every figure, and PNG plots, all drawn from t
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from offline_jobs.bundling.fingerprint import git_commit
-from prerank_contract.bundle import write_text_atomically
 from prerank_model.config import ModelConfig
+from research.markdown import write_markdown_report
 from research.reproduce.paper import BASELINE, PAPER, PAPER_TRAIN_RATIO, rela_impr
 from research.reproduce.plots import draw_plots
 from research.reproduce.summary import ReportFigures
@@ -146,24 +143,7 @@ def render_markdown(
     )
 
 
-def read_notes(out: Path, dataset: str) -> str | None:
-    """<out>/<dataset>-notes.md, hand-written (what was tried, what the gaps mean), if any."""
-    notes = out / f"{dataset}-notes.md"
-    return notes.read_text().strip() if notes.is_file() else None
-
-
 def write_report(figures: ReportFigures, out: Path) -> Path:
     """Write <out>/<dataset>.md, .json and the PNGs; return the markdown's path."""
     dataset = figures["dataset"]["key"]
-    out.mkdir(parents=True, exist_ok=True)
-    draw_plots(figures, out)
-    markdown = out / f"{dataset}.md"
-    text = render_markdown(
-        figures,
-        notes=read_notes(out, dataset),
-        generated_on=f"{datetime.now(UTC):%Y-%m-%d}",
-        commit=git_commit() or "unknown",
-    )
-    write_text_atomically(markdown, text)
-    write_text_atomically(out / f"{dataset}.json", json.dumps(figures, indent=1, default=str))
-    return markdown
+    return write_markdown_report(figures, out, dataset, render_markdown, draw_plots)

@@ -5,6 +5,7 @@ the Pareto front and the recommendation follow their rules on rows made up to te
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.example import write_example
 from offline_jobs.settings import JobSettings
+from research.compare.report import render_markdown
 from research.compare.summary import (
     LATENCY_COST,
     TRAINING_COST,
@@ -22,6 +24,7 @@ from research.compare.summary import (
     pareto_front,
     recommend,
 )
+from research.markdown import read_notes
 from tests.conftest import REPO_ROOT, job_env
 
 MODELS = ("two_tower", "fit", "fit_no_lss")
@@ -143,3 +146,22 @@ def test_the_markdown_names_the_split_the_table_and_the_choice(
     assert "| FIT w/o LSS |" in markdown and "| Pareto front |" in markdown
     assert figures["recommendation"]["reason"] in markdown
     assert "![Test AUC against cost, the Pareto front](compare-shop-pareto.png)" in markdown
+
+
+COMMITTED = sorted((REPO_ROOT / "docs" / "results").glob("compare-*.json"))
+GENERATED = re.compile(r"on (\d{4}-\d\d-\d\d), commit `([^`]*)`")
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
+def test_a_committed_report_renders_back_from_its_json(path: Path) -> None:
+    figures = json.loads(path.read_text())
+    committed = path.with_suffix(".md").read_text()
+    generated = GENERATED.search(committed.splitlines()[2])
+    assert generated is not None
+    notes = read_notes(path.parent, figures["report"])
+    text = render_markdown(figures, notes=notes, generated_on=generated[1], commit=generated[2])
+    assert text == committed
+    rows, key, config = figures["rows"], figures["cost_key"], figures["config"]
+    assert {r["name"] for r in rows if r["pareto"]} == set(pareto_front(rows, key))
+    chosen = recommend(rows, key, config["auc_tolerance"], config["latency_budget_ms"])
+    assert chosen == figures["recommendation"]

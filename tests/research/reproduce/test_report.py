@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from research.reproduce.report import read_notes, render_markdown
+from research.markdown import read_notes
+from research.reproduce.report import render_markdown
 from research.reproduce.summary import (
     ReportFigures,
     k_table,
