@@ -170,6 +170,12 @@ class StackSettings(CommonSettings):
         default="127.0.0.1", description="address the replicas and Prometheus listen on"
     )
     stack_prometheus_port: int = Field(default=9090, ge=1, le=65535, description="Prometheus port")
+    stack_events_metrics_port: int = Field(
+        default=9101,
+        ge=1,
+        le=65535,
+        description="metrics port of the event consumer (python -m offline_jobs.events) it runs",
+    )
     stack_scrape_interval_seconds: float | None = Field(
         default=None,
         gt=0,

@@ -1,10 +1,10 @@
 """docker-compose.yml's topology as local processes: ``python -m loadtest.stack`` (``make stack``).
 
 Redis (the one at PRERANK_REDIS_URL, else a redis-server started here), the offline job (unless
-a version is already active), the service replicas (`research.service_process`, the one launcher
-of the service) and Prometheus with the compose config and alert rules (targets swapped for local
-ports). Ctrl-C or SIGTERM stops what it started, and only that. `Stack` is the same topology as
-a context manager, for tests."""
+a version is already active), the consumer of the user events stream, the service replicas
+(`research.service_process`, the one launcher of the service) and Prometheus with the compose
+config and alert rules (targets swapped for local ports). Ctrl-C or SIGTERM stops what it
+started, and only that. `Stack` is the same topology as a context manager, for tests."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERT_RULES = PROMETHEUS_DIR / "alerts.yml"
 SERVICE_JOB = "prerank"  # prometheus.yml's job scraping the replicas
 SELF_JOB = "prometheus"  # prometheus.yml's job scraping Prometheus itself
+EVENTS_JOB = "prerank-events"  # prometheus.yml's job scraping the event consumer
 LOCAL_REDIS_HOSTS = ("127.0.0.1", "localhost", "::1")  # where starting a redis-server helps
 DEFAULT_REDIS_PORT = 6379
 POLL_SECONDS = 0.2  # between readiness checks
@@ -214,11 +215,15 @@ def find_or_install_prometheus(settings: StackSettings, log_dir: Path) -> str:
 
 
 def local_prometheus_config(
-    replicas: list[str], listen: str, scrape_interval_seconds: float | None
+    replicas: list[str],
+    listen: str,
+    scrape_interval_seconds: float | None,
+    events: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """docker/prometheus/prometheus.yml with the replicas' and Prometheus's local addresses."""
+    """docker/prometheus/prometheus.yml with the local addresses of the replicas, Prometheus and
+    the event consumer (`events`)."""
     config: dict[str, Any] = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    targets = {SERVICE_JOB: replicas, SELF_JOB: [listen]}
+    targets = {SERVICE_JOB: replicas, SELF_JOB: [listen], EVENTS_JOB: list(events)}
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     if missing := set(targets) - set(jobs):
         raise ValueError(f"{PROMETHEUS_CONFIG} has no scrape job {sorted(missing)}")
@@ -231,8 +236,8 @@ def local_prometheus_config(
 
 
 class Stack:
-    """Redis, the published version, the service replicas and Prometheus, started on enter and
-    stopped on exit in reverse order (only what this stack started)."""
+    """Redis, the published version, the event consumer, the service replicas and Prometheus,
+    started on enter and stopped on exit in reverse order (only what this stack started)."""
 
     def __init__(
         self,
@@ -247,6 +252,7 @@ class Stack:
         self.log_dir = self.state_dir / "logs"
         self.replica_addresses = [(settings.stack_host, p) for p in settings.stack_service_ports]
         self.replica_urls = [f"http://{host}:{port}" for host, port in self.replica_addresses]
+        self.events_address = f"{settings.stack_host}:{settings.stack_events_metrics_port}"
         self.prometheus_url: str | None = None
         self.prometheus_skipped: str | None = None
         self.children: list[Started] = []
@@ -272,6 +278,7 @@ class Stack:
                     "answering PING",
                 )
             self._ensure_published()
+            self._start_events(cleanup)
             self._start_replicas(cleanup)
             self._start_prometheus(cleanup)
             self._cleanup = cleanup.pop_all()
@@ -298,6 +305,9 @@ class Stack:
             lines.append(f"Prometheus  {self.prometheus_url}  {self.prometheus_url}/alerts")
         else:
             lines.append(f"Prometheus  skipped: {self.prometheus_skipped}")
+        lines.append(
+            f"events      consumer of {prefix}events, http://{self.events_address}/metrics"
+        )
         lines.append(f"logs        {self.log_dir}")
         return "\n".join(lines)
 
@@ -321,6 +331,18 @@ class Stack:
         log.info("running the offline job: %s", " ".join(command[1:]))
         if subprocess.run(command, cwd=REPO_ROOT, env=self.env, check=False).returncode != 0:
             raise RuntimeError("the offline job failed (its output is above)")
+
+    def _start_events(self, cleanup: ExitStack) -> None:
+        """One consumer of the events stream (as docker-compose.yml's `events`), its metrics
+        on `stack_events_metrics_port`; waited for until they answer."""
+        env = self.env | {
+            f"{ENV_PREFIX}EVENTS_METRICS_PORT": str(self.settings.stack_events_metrics_port)
+        }
+        command = [sys.executable, "-m", "offline_jobs.events"]
+        events = spawn("events", command, env, self.log_dir)
+        self._started(cleanup, events)
+        ready = answers_200(f"http://{self.events_address}/metrics")
+        wait_until(events, ready, self.settings.stack_ready_timeout_seconds, "serving metrics")
 
     def _start_replicas(self, cleanup: ExitStack) -> None:
         """Every replica started at once (they load side by side), then each waited for."""
@@ -356,6 +378,7 @@ class Stack:
             [f"{host}:{port}" for host, port in self.replica_addresses],
             listen,
             self.settings.stack_scrape_interval_seconds,
+            [self.events_address],
         )
         config_path = config_dir / PROMETHEUS_CONFIG.name
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -1,8 +1,9 @@
 """The local stack (`python -m loadtest.stack`): against a real Prometheus, two replicas serving a
-published tiny FIT, scraped every second with the compose config's targets swapped, so that
-Prometheus's HTTP API holds the requests each replica answered and the alert rules of
-docker/prometheus/alerts.yml; with nothing published and no Redis, a redis-server of its own and
-the offline job (on a tiny world); and why Prometheus is skipped where it cannot run."""
+published tiny FIT and an event consumer, scraped every second with the compose config's targets
+swapped, so that Prometheus's HTTP API holds the requests each replica answered and the alert
+rules of docker/prometheus/alerts.yml; with nothing published and no Redis, a redis-server of
+its own and the offline job (on a tiny world); and why Prometheus is skipped where it cannot
+run."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from tests.conftest import (
     Bundle,
     delete_prefix,
     publish_test_bundle,
+    wait_for,
 )
 
 REQUESTS_PER_REPLICA = 20
@@ -84,6 +86,7 @@ def test_prometheus_scrapes_the_requests_of_both_replicas(
         redis_key_prefix=published.prefix,
         stack_service_ports=(free_port(), free_port()),
         stack_prometheus_port=free_port(),
+        stack_events_metrics_port=free_port(),
         stack_scrape_interval_seconds=SCRAPE_INTERVAL_SECONDS,
         stack_state_dir=tmp_path / "stack",
         stack_ready_timeout_seconds=READY_TIMEOUT_SECONDS,
@@ -123,6 +126,10 @@ def test_prometheus_scrapes_the_requests_of_both_replicas(
         assert {row["metric"]["instance"]: row["value"][1] for row in up} == dict.fromkeys(
             instances, "1"
         )
+        wait_for(
+            lambda: query(stack.prometheus_url, 'up{job="prerank-events"} == 1'),
+            "Prometheus to scrape the event consumer",
+        )
         rules = httpx.get(f"{stack.prometheus_url}/api/v1/rules", timeout=5).json()
         loaded = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
         expected = yaml.safe_load(ALERT_RULES.read_text())
@@ -139,6 +146,7 @@ def test_without_redis_or_a_version_the_stack_starts_redis_and_runs_the_offline_
         redis_url=redis_url,
         stack_service_ports=(free_port(),),
         stack_prometheus_port=free_port(),
+        stack_events_metrics_port=free_port(),
         stack_install_prometheus=False,
         stack_state_dir=tmp_path / "stack",
         stack_ready_timeout_seconds=READY_TIMEOUT_SECONDS,
