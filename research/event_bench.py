@@ -109,7 +109,12 @@ def consume(settings: EventSettings, store: StoreFormat, stop: Any) -> None:
     """The consumer process: one consumer writing `store` until `stop` is set."""
     configure_logging(logging.WARNING)
     consumer = EventConsumer(settings.redis_client(), settings, fixed_stores=[store])
-    threading.Thread(target=lambda: (stop.wait(), consumer.stop.set()), daemon=True).start()
+
+    def relay() -> None:  # the parent's event -> this process's consumer
+        stop.wait()
+        consumer.stop.set()
+
+    threading.Thread(target=relay, daemon=True).start()
     consumer.run()
 
 
@@ -193,7 +198,8 @@ def probe(
         user = first_user + n % settings.event_bench_probe_users
         key = keys.user(STORE, user)
         started = time.perf_counter()
-        entry = client.xadd(keys.events, {"user": user, "item": 1 + n}).decode()
+        added = client.xadd(keys.events, {"user": user, "item": 1 + n})
+        entry = added.decode() if isinstance(added, bytes) else added
         while entry not in orjson.loads(client.get(key) or b"{}").get("history_events", []):
             time.sleep(settings.event_bench_poll_seconds)
         latencies.append((time.perf_counter() - started) * MS)
