@@ -290,9 +290,8 @@ class EventConsumer:
             skew_ms = int(settings.events_clock_skew_seconds * MS_PER_SECOND)
             since = f"{max(parse_entry_id(entry_id)[0] - skew_ms, 0)}-0"
             flat = [part for pair in letter.items() for part in pair]
-            pipe.eval(
-                DEAD_LETTER_ONCE, 1, self.keys.events_dead, entry_id, since, max_length, *flat
-            )
+            script = (DEAD_LETTER_ONCE, 1, self.keys.events_dead, entry_id, since, max_length)
+            pipe.execute_command("EVAL", *script, *flat)  # a cluster pipeline's eval() is not EVAL
         added = sum(1 for result in pipe.execute() if result)  # 0: a dead letter named it already
         self.metrics.dead_lettered.inc(added)
 

@@ -86,7 +86,8 @@ def write_events(
                 outcome.duplicates += applied.duplicates
                 continue
             found = "0" if current is None else "1"
-            write.eval(COMPARE_AND_SET, 1, key, found, current or b"", new)
+            # EVAL by name: a cluster pipeline's eval() runs the pipeline, it sends no EVAL
+            write.execute_command("EVAL", COMPARE_AND_SET, 1, key, found, current or b"", new)
             written.append((user, applied.applied, applied.duplicates))
         results = write.execute() if written else []
         conflicting = {}
