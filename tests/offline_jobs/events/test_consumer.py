@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -15,7 +16,9 @@ from offline_jobs.events.consumer import EventConsumer
 from offline_jobs.events.metrics import EventMetrics
 from offline_jobs.events.stores import store_format
 from prerank_contract.keys import RedisKeys
-from tests.conftest import REDIS_URL, Bundle, delete_prefix, publish_test_bundle
+from prerank_contract.manifest import MANIFEST_FILE, Manifest
+from prerank_contract.traffic import TrafficSplit
+from tests.conftest import REDIS_URL, Bundle, clone_bundle, delete_prefix, publish_test_bundle
 from tests.offline_jobs.events.streams import (
     add_events,
     event_settings,
@@ -28,6 +31,7 @@ from tests.offline_jobs.events.streams import (
 )
 
 NEW_USER = 10_000  # past the tiny world's 120 users: unknown at publish time
+LONGER_HISTORY = 12  # the tiny world keeps 8
 
 
 @pytest.fixture
@@ -112,3 +116,36 @@ def test_nothing_is_applied_while_no_version_is_active(
     assert consumer.step() == 0
     assert consumer.stores == []
     assert redis_client.xinfo_groups(keys.events)[0]["lag"] == 1
+
+
+def test_the_stores_written_follow_the_active_pointer_and_the_split(
+    redis_client: redis.Redis, keys: RedisKeys, published: Bundle, tmp_path: Path
+) -> None:
+    """A second version reading another store (a longer history: another schema): written
+    beside the active one's while it is the split's treatment, alone once it is active."""
+
+    def longer_history(manifest: dict) -> None:
+        manifest["feature_schema"]["max_history"] = LONGER_HISTORY
+
+    other = clone_bundle(published.path, tmp_path, "v-longer", edit=longer_history)
+    publish_test_bundle(redis_client, keys, other, activate=False)
+    first = store_format(published.manifest).store
+    second = store_format(Manifest.model_validate_json((other / MANIFEST_FILE).read_text()))
+    assert second.store != first and second.max_history == LONGER_HISTORY
+    split = TrafficSplit(version="v-longer", share=0.5, salt="")
+    redis_client.set(keys.split, split.model_dump_json())
+    consumer = EventConsumer(redis.Redis.from_url(REDIS_URL), event_settings(REDIS_URL, keys))
+    add_events(redis_client, keys, [{"user": 6, "item": 11}])
+    run_until_done(consumer, redis_client)
+    assert {s.store for s in consumer.stores} == {first, second.store}
+    assert stored_record(redis_client, keys, second.store, 6)["history"] == [11]
+    assert stored_record(redis_client, keys, first, 6)["history"][-1] == 11
+
+    redis_client.delete(keys.split)
+    redis_client.set(keys.active, "v-longer")
+    add_events(redis_client, keys, [{"user": 6, "item": 12}])
+    consumer = EventConsumer(redis.Redis.from_url(REDIS_URL), event_settings(REDIS_URL, keys))
+    run_until_done(consumer, redis_client)
+    assert [s.store for s in consumer.stores] == [second.store]
+    assert stored_record(redis_client, keys, second.store, 6)["history"] == [11, 12]
+    assert stored_record(redis_client, keys, first, 6)["history"][-1] == 11
