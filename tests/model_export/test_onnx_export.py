@@ -44,7 +44,18 @@ def parity_sample(model: PrerankModel, data: InteractionData, users: int) -> Par
     return ParitySample(batch.user_features, batch.history, item_heads.numpy(), meta_index.numpy())
 
 
-@pytest.fixture(scope="module", params=["fit", "fit_linear_din", "two_tower"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        "fit",
+        "fit_linear_din",
+        "two_tower",
+        "fit_no_mqm",
+        "fit_no_lss",
+        "fit_summax",
+        "fit_fc",
+    ],
+)
 def exported(
     request: pytest.FixtureRequest,
     tiny_data: InteractionData,
@@ -120,24 +131,76 @@ def test_scorer_takes_other_candidate_counts(exported: Exported, candidates: int
     np.testing.assert_allclose(logits, expected.numpy(), atol=TOLERANCE, rtol=0)
 
 
+def all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The graph's nodes and those of every subgraph (the blocked scorer's If and Loop)."""
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                nodes += all_nodes(attribute.g)
+    return nodes
+
+
+def all_value_infos(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    infos = [*graph.value_info, *graph.output]
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                infos += all_value_infos(attribute.g)
+    return infos
+
+
 def matmuls_batched_over_candidates(path: Path) -> list[str]:
-    """The MatMul nodes of a graph whose batch axes (all but the last two of the output) include
-    the candidates axis: ONNX Runtime runs such a node as one small GEMM call per candidate."""
+    """The MatMul nodes of a graph (subgraphs included) whose batch axes (all but the last two of
+    the output) include the candidates axis: ONNX Runtime runs such a node as one small GEMM
+    call per candidate."""
     graph = onnx.shape_inference.infer_shapes(onnx.load(path)).graph
     shapes = {
         info.name: [dim.dim_param or dim.dim_value for dim in info.type.tensor_type.shape.dim]
-        for info in (*graph.value_info, *graph.output)
+        for info in all_value_infos(graph)
     }
+    matmuls = [node for node in all_nodes(graph) if node.op_type == "MatMul"]
+    assert all(node.output[0] in shapes for node in matmuls)
     return [
         node.name
-        for node in graph.node
-        if node.op_type == "MatMul"
-        and any(CANDIDATES_AXIS in str(size) for size in shapes[node.output[0]][:-2])
+        for node in matmuls
+        if any(CANDIDATES_AXIS in str(size) for size in shapes[node.output[0]][:-2])
     ]
 
 
 def test_scorer_graph_runs_no_matrix_product_per_candidate(exported: Exported) -> None:
     assert matmuls_batched_over_candidates(exported.out_dir / SCORER_FILE) == []
+
+
+def test_scorer_runs_the_exported_graph_in_blocks_of_candidates(exported: Exported) -> None:
+    ops = [node.op_type for node in all_nodes(onnx.load(exported.out_dir / SCORER_FILE).graph)]
+    assert ops.count("If") == 1 and ops.count("Loop") == 1
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("candidates", [1, 3, 4, 7, 9, 10])
+def test_blocked_scorer_matches_pytorch_across_block_boundaries(
+    exported: Exported, tmp_path: Path, candidates: int
+) -> None:
+    """Blocks of 3: one block or fewer (the If's unblocked branch), exact multiples and a
+    ragged last block all give PyTorch's logits, in the candidates' order."""
+    sample = exported.sample
+    export_graphs(exported.model, sample, tmp_path, scorer_block=3)
+    user_heads = exported.model.encode_user(
+        torch.from_numpy(sample.user_features[:1]), torch.from_numpy(sample.history[:1])
+    )[0]
+    rows = np.random.default_rng(candidates).choice(sample.item_heads.shape[0], candidates)
+    item_heads, meta_index = sample.item_heads[rows], sample.meta_index[rows]
+    session = ort.InferenceSession(str(tmp_path / SCORER_FILE))
+    (logits,) = session.run(
+        None, {"user_heads": user_heads.numpy(), "item_heads": item_heads, "meta_index": meta_index}
+    )
+    expected = exported.model.score(
+        user_heads, torch.from_numpy(item_heads), torch.from_numpy(meta_index)
+    )
+    assert logits.shape == (candidates,)
+    np.testing.assert_allclose(logits, expected.numpy(), atol=TOLERANCE, rtol=0)
 
 
 def test_check_parity_fails_when_weights_change_after_export(exported: Exported) -> None:
