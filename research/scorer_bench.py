@@ -52,6 +52,9 @@ PARITY_ITEMS = 256
 MICROSECONDS_PER_MS = 1e3
 # ONNX Runtime's profile names each node's kernel event "<node>_kernel_time".
 KERNEL_EVENT_SUFFIX = "_kernel_time"
+# Nodes whose time is that of the nodes of their subgraphs (the blocked scorer's If and Loop):
+# counting them too would count those nodes twice.
+CONTROL_FLOW_OPS = ("If", "Loop")
 
 
 class ScorerBenchSettings(CommonSettings):
@@ -101,7 +104,7 @@ class ScorerTiming:
 
 @dataclass(frozen=True)
 class NodeTime:
-    """One node of a graph under ONNX Runtime's profiler: its median kernel time per call."""
+    """One node of a graph under ONNX Runtime's profiler: its kernel time per call."""
 
     node: str
     op_type: str
@@ -199,8 +202,9 @@ def median_call_ms(
 
 
 def node_profile(path: Path, feeds: dict[str, np.ndarray], calls: int) -> list[NodeTime]:
-    """Each node of the graph at `path` by median kernel time over `calls` profiled calls (one
-    intra-op thread, the service's options otherwise), slowest first."""
+    """Each node of the graph at `path` by kernel time per call, the mean over `calls` profiled
+    calls (a node inside a Loop runs once per block: its blocks summed), one intra-op thread,
+    the service's options otherwise; slowest first."""
     options = session_options(ServiceSettings().model_copy(update={"ort_intra_op_threads": 1}))
     options.enable_profiling = True
     options.profile_file_prefix = str(path.with_suffix(""))
@@ -208,14 +212,15 @@ def node_profile(path: Path, feeds: dict[str, np.ndarray], calls: int) -> list[N
     for _ in range(calls):
         session.run(None, feeds)
     events = json.loads(Path(session.end_profiling()).read_text())
-    durations: dict[tuple[str, str], list[float]] = defaultdict(list)
+    durations: dict[tuple[str, str], float] = defaultdict(float)
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith(KERNEL_EVENT_SUFFIX):
             node = event["name"].removesuffix(KERNEL_EVENT_SUFFIX)
-            durations[(node, event["args"]["op_name"])].append(event["dur"])
+            if event["args"]["op_name"] not in CONTROL_FLOW_OPS:
+                durations[(node, event["args"]["op_name"])] += event["dur"]
     nodes = [
-        NodeTime(node, op_type, statistics.median(times) / MICROSECONDS_PER_MS)
-        for (node, op_type), times in durations.items()
+        NodeTime(node, op_type, total / calls / MICROSECONDS_PER_MS)
+        for (node, op_type), total in durations.items()
     ]
     return sorted(nodes, key=lambda n: n.median_ms, reverse=True)
 
@@ -320,8 +325,8 @@ def report(
     lines += [
         "",
         f"FIT's scorer at {max(settings.scorer_bench_candidates):,} candidates under ONNX "
-        f"Runtime's profiler (one thread, {settings.scorer_bench_profile_calls} calls, median "
-        f"kernel time per node; all nodes: {profiled:.3f} ms):",
+        f"Runtime's profiler (one thread, {settings.scorer_bench_profile_calls} calls, kernel "
+        f"time per call of each node, its blocks summed; all nodes: {profiled:.3f} ms):",
         "",
         "| node | op | ms | share |",
         "|---|---|--:|--:|",
