@@ -8,6 +8,7 @@ reused, so a second run trains nothing; a version already active in Redis is not
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -38,6 +39,8 @@ from prerank_model.models import MODELS
 from prerank_model.models.base import PrerankModel
 
 log = logging.getLogger(__name__)
+
+NS_PER_MS = 1_000_000
 
 
 def check_models(settings: JobSettings) -> None:
@@ -180,6 +183,7 @@ def run_job(
     # (an unreachable Redis only skips publishing, said in one line).
     client = redis_client(settings) if publish and main else None
     with ExitStack() as stack:  # a training store lives as long as the job
+        data_read_ms = time.time_ns() // NS_PER_MS  # events after this are not in the data
         data, store = load_training_data(settings, stack, progress=progress)
         log.info(
             "dataset %s: %d users, %d items, samples %s",
@@ -203,6 +207,8 @@ def run_job(
         )
     if client is not None:
         served_version = bundles[settings.serve_model][1].version
-        publish_feature_store(settings, client, data, served_version, progress=progress)
+        publish_feature_store(
+            settings, client, data, served_version, data_read_ms=data_read_ms, progress=progress
+        )
         publish_version(settings, client, served_path, progress=progress)
     return bundles

@@ -75,6 +75,12 @@ class JobSettings(CommonSettings):
     )
     publish_keep_versions: int = Field(default=3, ge=1, description="versions kept for rollback")
     feature_store_batch_size: int = Field(default=1000, ge=1, description="users per pipeline")
+    feature_store_write_retries: int = Field(
+        default=5,
+        ge=0,
+        description="times a record the event consumer changed while publishing wrote over it is "
+        "read and merged again, before publishing fails",
+    )
 
     @field_validator("dataset")
     @classmethod

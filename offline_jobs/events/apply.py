@@ -113,3 +113,38 @@ def apply_events(
         LAST_EVENT: format_entry_id(last),
     }
     return Applied(new_record, len(seen) - duplicates, duplicates)
+
+
+def carry_events(
+    published: Mapping[str, Any], live: Mapping[str, Any] | None, after_ms: int, max_history: int
+) -> dict[str, Any] | None:
+    """The record a republish writes over `live` (the record in Redis): `published` (the new
+    training data's) with what the events stream wrote into `live` after `after_ms` (the entry
+    ids' time: when the job read its data, so those events cannot be in it): their history
+    elements appended in entry order, the profile fields they set. The result is what applying
+    those events to `published` gives, so a redelivered one is still skipped. None when `live`
+    holds no such event (write `published` as it is)."""
+    if not live:
+        return None
+    texts, items = _history(live)
+    kept = [(t, i) for t, i in zip(texts, items, strict=True) if parse_entry_id(t)[0] > after_ms]
+    live_features = live.get(FEATURES, {})
+    setters = {
+        name: setter
+        for name, setter in live.get(FEATURE_EVENTS, {}).items()
+        if parse_entry_id(setter)[0] > after_ms and name in live_features
+    }
+    if not kept and not setters:
+        return None
+    history = list(published.get(HISTORY, []))
+    texts = [format_entry_id(PUBLISHED)] * len(history) + [t for t, _ in kept]
+    items = history + [i for _, i in kept]
+    features = dict(published.get(FEATURES, {}))
+    features.update({name: live_features[name] for name in setters})
+    return {
+        FEATURES: features,
+        HISTORY: items[-max_history:],
+        HISTORY_EVENTS: texts[-max_history:],
+        FEATURE_EVENTS: setters,
+        LAST_EVENT: live.get(LAST_EVENT, format_entry_id(PUBLISHED)),
+    }

@@ -47,7 +47,7 @@ class StoreWrite:
     unwritten: set[RawId] = field(default_factory=set)
 
 
-def _decode(raw: bytes | None, key: str) -> dict[str, Any] | None:
+def decode_record(raw: bytes | None, key: str) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
@@ -80,7 +80,7 @@ def write_events(
         write = client.pipeline(transaction=False)
         written: list[tuple[RawId, int, int]] = []
         for user, key, current in zip(users, record_keys, currents, strict=True):
-            applied = apply_events(_decode(current, key), pending[user], store.max_history)
+            applied = apply_events(decode_record(current, key), pending[user], store.max_history)
             new = orjson.dumps(applied.record, option=DUMP_OPTIONS)
             if new == current:  # every event already applied: nothing to write
                 outcome.duplicates += applied.duplicates

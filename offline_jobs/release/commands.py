@@ -14,7 +14,7 @@ from offline_jobs.release.ledger import (
     record_split,
     record_store,
 )
-from offline_jobs.release.publish import publish_bundle, publish_user_features
+from offline_jobs.release.publish import LiveEvents, publish_bundle, publish_user_features
 from offline_jobs.release.versions import clear_split, rollback, set_split
 from offline_jobs.settings import JobSettings
 from prerank_contract.bundle import read_manifest
@@ -98,9 +98,15 @@ def publish_feature_store(
     data: InteractionData,
     version: str,
     *,
+    data_read_ms: int | None = None,
     progress: bool = True,
 ) -> None:
-    """Every user's record of `data`, then the store's marker; entered in the ledger."""
+    """Every user's record of `data`, then the store's marker; entered in the ledger. With
+    `data_read_ms` (when the job read `data`, Unix ms), each record keeps what the event consumer
+    wrote into it since."""
+    live = None
+    if data_read_ms is not None:
+        live = LiveEvents(after_ms=data_read_ms, retries=settings.feature_store_write_retries)
     marker = publish_user_features(
         client,
         settings.keys,
@@ -108,6 +114,7 @@ def publish_feature_store(
         settings.feature_store_batch_size,
         version=version,
         progress=progress,
+        live=live,
     )
     record_store(settings.release_ledger, settings.keys.prefix, marker)
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.records import RawId
 from offline_jobs.data.records import user_records as records_of
+from offline_jobs.release.live_records import LiveRecordsConflictError, write_over_live
 from prerank_contract.bundle import BundleError, verify_bundle_dir
 from prerank_contract.gate import GateConfig, gate_problems
 from prerank_contract.keys import RedisKeys
@@ -107,6 +108,40 @@ def records_digest(data: InteractionData) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class LiveEvents:
+    """Carry into the published records what the event consumer wrote after `after_ms` (Unix
+    ms: when the job read its data); `retries`: see `live_records.write_over_live`."""
+
+    after_ms: int
+    retries: int
+
+
+def _write_records(
+    client: Any,
+    keys: RedisKeys,
+    store: str,
+    batch: list[tuple[RawId, bytes]],
+    max_history: int,
+    live: LiveEvents | None,
+) -> None:
+    if live is not None:
+        write_over_live(
+            client,
+            keys,
+            store,
+            batch,
+            after_ms=live.after_ms,
+            max_history=max_history,
+            retries=live.retries,
+        )
+        return
+    pipe = client.pipeline(transaction=False)
+    for user_id, record in batch:
+        pipe.set(keys.user(store, user_id), record)
+    pipe.execute()
+
+
 def publish_user_features(
     client: Any,
     keys: RedisKeys,
@@ -115,24 +150,26 @@ def publish_user_features(
     *,
     version: str | None = None,
     progress: bool = True,
+    live: LiveEvents | None = None,
 ) -> StoreMarker:
-    """Write every user's profile and latest history to the online feature store, under the
-    fingerprint of the data's feature schema (a model only reads records of its own schema), then
-    the store's presence marker (naming `version`, the version published with it, when given):
-    last, so a marker is only ever found beside a whole store. Returns the marker."""
+    """Write every user's profile and latest history to the online feature store
+    (`data.feature_store`), then the store's presence marker (naming `version`, the version
+    published with it, when given): last, so a marker is only ever found beside a whole store.
+    With `live`, each record keeps the events the consumer applied to it after the data was read
+    (`live_records`). Returns the marker."""
     schema = data.feature_store
     digest = hashlib.sha256()
     records = user_records(data)
     with tqdm(total=data.num_users, desc="feature store", disable=not progress, unit="user") as bar:
         while batch := list(itertools.islice(records, batch_size)):
-            pipe = client.pipeline(transaction=False)
-            for user_id, record in batch:
-                pipe.set(keys.user(schema, user_id), record)
+            for _, record in batch:
                 digest.update(record)
             try:
-                pipe.execute()
+                _write_records(client, keys, schema, batch, data.schema.max_history, live)
             except REDIS_ERRORS as exc:
                 raise PublishError(f"writing user features failed: {_redis_reason(exc)}") from exc
+            except LiveRecordsConflictError as exc:
+                raise PublishError(f"writing user features failed: {exc}") from exc
             bar.update(len(batch))
     marker = StoreMarker(
         schema_fingerprint=schema,
