@@ -13,11 +13,9 @@ from pathlib import Path
 
 import orjson
 
-from model_export.onnx_export import ParityError
 from offline_jobs.data.adapters import CONVERTERS, convert
 from offline_jobs.data.example import write_example
 from offline_jobs.data.synthetic import generate_synthetic
-from offline_jobs.pipeline import run_pipeline
 from offline_jobs.release.commands import (
     publish_existing,
     require_redis,
@@ -182,6 +180,19 @@ def restore(settings: JobSettings, bundle_dirs: list[Path], *, progress: bool) -
     return 1 if report.problems else 0
 
 
+def run_job(settings: JobSettings, args: argparse.Namespace) -> None:
+    """The main job. Imported here, when run: it brings torch, which no other command needs."""
+    from model_export.onnx_export import ParityError
+    from offline_jobs.pipeline import run_pipeline
+
+    try:
+        run_pipeline(
+            settings, retrain=args.retrain, publish=not args.no_publish, progress=not args.quiet
+        )
+    except ParityError as exc:
+        raise BundleError(f"no bundle built: {exc}") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "events":  # its own settings and log level; imported only when run
@@ -194,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             if args.dataset is not None:
                 settings = settings.model_copy(update={"dataset": check_dataset(args.dataset)})
-            run_pipeline(
-                settings, retrain=args.retrain, publish=not args.no_publish, progress=not args.quiet
-            )
+            run_job(settings, args)
         elif args.command == "publish":
             publish_existing(
                 settings,
@@ -233,7 +242,6 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         ValueError,
         BundleError,
-        ParityError,
         PublishError,
         LifecycleError,
         LedgerError,

@@ -12,7 +12,7 @@ from offline_jobs.data.spec import is_spec_path
 from offline_jobs.data.stream.format import DEFAULT_CHUNK_ROWS
 from offline_jobs.data.synthetic import SyntheticConfig
 from offline_jobs.data.taobao import TaobaoConfig
-from offline_jobs.training.loop import TrainConfig
+from offline_jobs.training.config import TrainConfig
 from prerank_contract.settings import CommonSettings
 from prerank_model.config import ModelConfig
 

@@ -30,7 +30,7 @@ from offline_jobs.data.spec_data import load_spec_data
 from offline_jobs.data.synthetic import SyntheticConfig, generate_synthetic
 from offline_jobs.pipeline import build_all
 from offline_jobs.settings import JobSettings
-from offline_jobs.training.loop import TrainConfig
+from offline_jobs.training.config import TrainConfig
 from prerank_contract.settings import CommonSettings, configure_logging, load_settings
 from research.http_client import closed_loop
 from research.service_process import ServiceProcess

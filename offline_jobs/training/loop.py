@@ -12,7 +12,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -21,6 +20,7 @@ from offline_jobs.data.dataset import Batch, InteractionData, make_batch
 from offline_jobs.data.stream.samples import StoreSamples
 from offline_jobs.data.stream.store import SampleStore
 from offline_jobs.distributed import DistributedWorld, rank_shard
+from offline_jobs.training.config import TrainConfig
 from offline_jobs.training.objective import TrainingObjective
 from prerank_contract.features import FeatureSchema
 from prerank_model.config import ModelConfig
@@ -28,19 +28,6 @@ from prerank_model.models import build_model
 from prerank_model.models.base import PrerankModel
 
 log = logging.getLogger(__name__)
-
-
-class TrainConfig(BaseModel):
-    """The training budget, identical for every model trained in one run."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    seed: int = 42
-    epochs: int = Field(default=3, ge=1)
-    batch_size: int = Field(default=1024, ge=1)
-    learning_rate: float = Field(default=3e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    eval_batch_size: int = Field(default=8192, ge=1)
 
 
 @dataclass(frozen=True)

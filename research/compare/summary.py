@@ -10,7 +10,7 @@ from typing import Any, TypedDict
 
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.spec import DatasetSpec
-from offline_jobs.training.loop import TrainConfig
+from offline_jobs.training.config import TrainConfig
 from prerank_model.config import ModelConfig
 from research.compare.plan import REPORT_PREFIX, CompareConfig
 from research.compare.text import render

@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from offline_jobs.data.dataset import InteractionData
-from offline_jobs.training.loop import TrainConfig
+from offline_jobs.training.config import TrainConfig
 from prerank_model.config import ModelConfig
 from research.reproduce.paper import BASELINE, FULL_ML1M_USERS, PAPER, display_name
 from research.reproduce.plan import ReproduceConfig

@@ -20,7 +20,7 @@ import torch
 from offline_jobs.data.dataset import InteractionData
 from offline_jobs.data.synthetic import SyntheticConfig
 from offline_jobs.distributed import rank_shard
-from offline_jobs.training.loop import TrainConfig
+from offline_jobs.training.config import TrainConfig
 from prerank_contract.bundle import verify_bundle_dir
 from prerank_contract.manifest import ITEM_FEATURES_FILE, ITEM_IDS_FILE
 from prerank_model.models.base import PrerankModel

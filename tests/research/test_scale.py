@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from offline_jobs.training.loop import TrainConfig
+from offline_jobs.training.config import TrainConfig
 from research.scale import ScaleRow, ScaleSettings, report, run_scale
 from tests.conftest import TEST_GATE, TINY_MODEL, TINY_WORLD
 
