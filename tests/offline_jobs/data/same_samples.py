@@ -13,6 +13,8 @@ import yaml
 from offline_jobs.data.adapters import SPECS_DIR
 from offline_jobs.data.converted import TABLES
 from offline_jobs.data.dataset import InteractionData
+from offline_jobs.data.spec import load_spec
+from offline_jobs.data.spec_data import load_spec_data
 
 # spec data, "users" or "items" -> [V + 1] the built-in loader's id of each spec index (0: padding)
 BuiltinIds = Callable[[InteractionData, str], np.ndarray]
@@ -69,3 +71,14 @@ def assert_same_samples(
     # the random split's seed draws the built-in loader's split: the same samples in each part
     for name, indices in builtin.splits.items():
         np.testing.assert_array_equal(spec.splits[name], indices, err_msg=name)
+
+
+def assert_temporal_split(tables: Path, name: str, tmp_path: Path) -> None:
+    """The shipped temporal spec `name` over `tables`: the validation after every training
+    sample, the test after every validation sample, the test share as the spec says."""
+    spec = load_spec(shipped_spec_on(tables, name, tmp_path))
+    data = load_spec_data(spec)
+    times = {split: data.timestamps[indices] for split, indices in data.splits.items()}
+    assert times["train"].max() <= times["validation"].min()
+    assert times["validation"].max() <= times["test"].min()
+    assert data.splits["test"].size == round(data.labels.size * spec.split.test)

@@ -20,7 +20,12 @@ from offline_jobs.data.amazon_files import convert_amazon
 from offline_jobs.data.common import GZIP_MAGIC
 from offline_jobs.data.spec import load_spec
 from offline_jobs.data.spec_data import load_spec_data
-from tests.offline_jobs.data.same_samples import assert_same_samples, ranked_ids, shipped_spec_on
+from tests.offline_jobs.data.same_samples import (
+    assert_same_samples,
+    assert_temporal_split,
+    ranked_ids,
+    shipped_spec_on,
+)
 from tests.offline_jobs.data.test_amazon import (
     ASINS,
     MAX_HISTORY,
@@ -128,12 +133,7 @@ def test_the_amazon_spec_reads_what_the_builtin_loader_reads(tmp_path: Path) -> 
 def test_the_temporal_spec_tests_on_the_latest_reviews(tmp_path: Path) -> None:
     source_files(tmp_path / "src")
     convert("amazon", tmp_path / "src", tmp_path / "tables")
-    spec = load_spec(shipped_spec_on(tmp_path / "tables", "amazon-temporal", tmp_path))
-    data = load_spec_data(spec)
-    times = {name: data.timestamps[indices] for name, indices in data.splits.items()}
-    assert times["train"].max() <= times["validation"].min()
-    assert times["validation"].max() <= times["test"].min()
-    assert data.splits["test"].size == round(data.labels.size * spec.split.test)
+    assert_temporal_split(tmp_path / "tables", "amazon-temporal", tmp_path)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

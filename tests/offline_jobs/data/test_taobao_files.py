@@ -17,7 +17,12 @@ from offline_jobs.data.spec import load_spec
 from offline_jobs.data.spec_data import load_spec_data
 from offline_jobs.data.taobao import ITEM_FIELDS, USER_FIELDS, TaobaoConfig, load_taobao
 from offline_jobs.data.taobao_files import convert_taobao
-from tests.offline_jobs.data.same_samples import assert_same_samples, ranked_ids, shipped_spec_on
+from tests.offline_jobs.data.same_samples import (
+    assert_same_samples,
+    assert_temporal_split,
+    ranked_ids,
+    shipped_spec_on,
+)
 from tests.offline_jobs.data.test_taobao import (
     MAX_HISTORY,
     UNDESCRIBED,
@@ -86,12 +91,7 @@ def test_the_taobao_spec_reads_what_the_builtin_loader_reads(
 
 def test_the_temporal_spec_tests_on_the_latest_impressions(tmp_path: Path) -> None:
     convert("taobao", source_files(tmp_path / "src").data_dir, tmp_path / "tables")
-    spec = load_spec(shipped_spec_on(tmp_path / "tables", "taobao-temporal", tmp_path))
-    data = load_spec_data(spec)
-    times = {name: data.timestamps[indices] for name, indices in data.splits.items()}
-    assert times["train"].max() <= times["validation"].min()
-    assert times["validation"].max() <= times["test"].min()
-    assert data.splits["test"].size == round(data.labels.size * spec.split.test)
+    assert_temporal_split(tmp_path / "tables", "taobao-temporal", tmp_path)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
