@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from prerank_contract.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest
+from prerank_contract.manifest import MANIFEST_FILE, READABLE_FORMAT_VERSIONS, Manifest
 
 _HASH_CHUNK_BYTES = 1 << 20
 
@@ -38,9 +38,10 @@ def parse_manifest(raw: bytes | str, origin: str) -> Manifest:
         manifest = Manifest.model_validate_json(raw)
     except ValidationError as exc:
         raise BundleError(f"{origin}: invalid manifest: {exc}") from exc
-    if manifest.format_version != FORMAT_VERSION:
+    if manifest.format_version not in READABLE_FORMAT_VERSIONS:
         raise BundleError(
-            f"{origin}: manifest format {manifest.format_version}, this code reads {FORMAT_VERSION}"
+            f"{origin}: manifest format {manifest.format_version}, this code reads "
+            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
         )
     return manifest
 

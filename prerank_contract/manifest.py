@@ -10,9 +10,13 @@ from prerank_contract.features import FeatureSchema
 from prerank_contract.keys import feature_store_id
 from prerank_contract.vocabulary import BundleVocabulary
 
-# This code refuses every other format, so a bump is for a change a reader of the previous format
-# cannot follow; an added optional field (`frameworks`, `gate`) is not one.
-FORMAT_VERSION = 1
+# A bump is for a change a reader of the previous format cannot follow (an added optional field,
+# `frameworks` or `gate`, is not one); a reader refuses formats it does not list. Format 2: the
+# scorer takes its candidates in blocks that share a meta index (prerank_contract/blocks.py);
+# format 1's scorer took one candidate per row, and the service still serves it.
+FORMAT_VERSION = 2
+PER_CANDIDATE_SCORER_FORMAT = 1
+READABLE_FORMAT_VERSIONS = (PER_CANDIDATE_SCORER_FORMAT, FORMAT_VERSION)
 
 MANIFEST_FILE = "manifest.json"
 USER_TOWER_FILE = "user_tower.onnx"

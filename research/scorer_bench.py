@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from threadpoolctl import threadpool_limits
 from model_export.onnx_export import ParitySample, check_parity, export_graphs
 from offline_jobs.data.synthetic import SyntheticConfig, synthetic_schema
 from offline_jobs.training.loop import new_model
+from prerank_contract.blocks import CandidateBlocks, candidate_blocks
 from prerank_contract.features import FeatureSchema, FieldSpec
 from prerank_contract.graphs import ITEM_HEADS, META_INDEX, SCORER, USER_HEADS
 from prerank_contract.manifest import SCORER_FILE
@@ -52,8 +54,8 @@ PARITY_ITEMS = 256
 MICROSECONDS_PER_MS = 1e3
 # ONNX Runtime's profile names each node's kernel event "<node>_kernel_time".
 KERNEL_EVENT_SUFFIX = "_kernel_time"
-# Nodes whose time is that of the nodes of their subgraphs (the blocked scorer's If and Loop):
-# counting them too would count those nodes twice.
+# Nodes whose time is that of the nodes of their subgraphs (an If or a Loop, as format 1's
+# scorer had): counting them too would count those nodes twice.
 CONTROL_FLOW_OPS = ("If", "Loop")
 
 
@@ -186,25 +188,52 @@ def export_scorer(
     return check_parity(model, sample, out_dir, tolerance)[SCORER]
 
 
-def median_call_ms(
-    session: ort.InferenceSession, feeds: dict[str, np.ndarray], calls: int, warmup: int
-) -> tuple[float, float]:
+def median_call_ms(call: Callable[[], object], calls: int, warmup: int) -> tuple[float, float]:
     """(median wall ms, median CPU ms of this thread) of `calls` calls after `warmup` more."""
     for _ in range(warmup):
-        session.run(None, feeds)
+        call()
     wall, cpu = [], []
     for _ in range(calls):
         started, started_cpu = time.perf_counter(), time.thread_time()
-        session.run(None, feeds)
+        call()
         wall.append(time.perf_counter() - started)
         cpu.append(time.thread_time() - started_cpu)
     return statistics.median(wall) * MS_PER_SECOND, statistics.median(cpu) * MS_PER_SECOND
 
 
+def blocked_feeds(
+    feeds: dict[str, np.ndarray], meta_queries: int, block_rows: int
+) -> tuple[dict[str, np.ndarray], CandidateBlocks]:
+    """Per-candidate feeds (item_heads [N, H_v, d], meta_index [N]) laid out in blocks as the
+    service lays them out (`prerank_contract.blocks`), and the layout."""
+    layout = candidate_blocks(feeds[META_INDEX], block_rows, meta_queries)
+    heads = feeds[ITEM_HEADS][layout.rows]
+    blocked = {
+        USER_HEADS: feeds[USER_HEADS],
+        ITEM_HEADS: heads.reshape(layout.blocks, layout.block_rows, *heads.shape[1:]),
+        META_INDEX: layout.block_meta_index,
+    }
+    return blocked, layout
+
+
+def scorer_stage(
+    session: ort.InferenceSession, feeds: dict[str, np.ndarray], meta_queries: int, block_rows: int
+) -> Callable[[], np.ndarray]:
+    """The scorer stage as the service runs it on these candidates: the block layout, the item
+    heads copied into it, the scorer graph and each candidate's logit read back -> logits [N]."""
+
+    def stage() -> np.ndarray:
+        blocked, layout = blocked_feeds(feeds, meta_queries, block_rows)
+        (logits,) = session.run(None, blocked)
+        return logits.reshape(-1)[layout.slots]
+
+    return stage
+
+
 def node_profile(path: Path, feeds: dict[str, np.ndarray], calls: int) -> list[NodeTime]:
     """Each node of the graph at `path` by kernel time per call, the mean over `calls` profiled
-    calls (a node inside a Loop runs once per block: its blocks summed), one intra-op thread,
-    the service's options otherwise; slowest first."""
+    calls (a node inside a Loop is summed over its iterations), one intra-op thread, the
+    service's options otherwise; slowest first."""
     options = session_options(ServiceSettings().model_copy(update={"ort_intra_op_threads": 1}))
     options.enable_profiling = True
     options.profile_file_prefix = str(path.with_suffix(""))
@@ -245,6 +274,7 @@ def time_scorers(
     rng = np.random.default_rng(settings.scorer_bench_seed)
     torch.set_num_threads(1)
     timings, parity, profile = [], {}, []
+    block_rows = ServiceSettings().scorer_block_rows
     for name in MODELS:
         model = new_model(name, schema, config, seed=settings.scorer_bench_seed).eval()
         graph_dir = out_dir / name
@@ -258,19 +288,20 @@ def time_scorers(
             )
             for threads, options in session_configurations().items()
         }
+        meta_queries = model.num_meta_queries
         for candidates in settings.scorer_bench_candidates:
             feeds = scorer_inputs(model, schema, candidates, rng)
             for threads, session in sessions.items():
                 ms, cpu_ms = median_call_ms(
-                    session,
-                    feeds,
+                    scorer_stage(session, feeds, meta_queries, block_rows),
                     settings.scorer_bench_calls,
                     settings.scorer_bench_warmup_calls,
                 )
                 timings.append(ScorerTiming(name, candidates, threads, ms, cpu_ms))
             if name == MODELS[0] and candidates == max(settings.scorer_bench_candidates):
+                blocked, _ = blocked_feeds(feeds, meta_queries, block_rows)
                 profile = node_profile(
-                    graph_dir / SCORER_FILE, feeds, settings.scorer_bench_profile_calls
+                    graph_dir / SCORER_FILE, blocked, settings.scorer_bench_profile_calls
                 )
     return timings, parity, profile
 
@@ -300,7 +331,9 @@ def report(
         + f". Load average before / after: {load[0]:.2f} / {load[1]:.2f} "
         f"on {os.cpu_count()} CPUs.",
         "",
-        "Times are wall ms per call (the calling thread's CPU ms in brackets); the ratio, the "
+        "Times are wall ms per call of the scorer stage as the service runs it (the candidates "
+        "laid out in blocks that share a meta index, the item heads copied into them, the graph, "
+        "each logit read back; the calling thread's CPU ms in brackets); the ratio, the "
         "difference and the rates are of the wall times.",
         "",
         "| candidates | intra-op threads | FIT ms | Two-Tower ms | FIT / Two-Tower | "
@@ -326,7 +359,7 @@ def report(
         "",
         f"FIT's scorer at {max(settings.scorer_bench_candidates):,} candidates under ONNX "
         f"Runtime's profiler (one thread, {settings.scorer_bench_profile_calls} calls, kernel "
-        f"time per call of each node, its blocks summed; all nodes: {profiled:.3f} ms):",
+        f"time per call of each node; all nodes: {profiled:.3f} ms):",
         "",
         "| node | op | ms | share |",
         "|---|---|--:|--:|",

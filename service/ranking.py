@@ -255,7 +255,7 @@ def rank(
         keys = raw if codec.items is None else id_keys(raw, indices)
         positions, repeated = first_occurrences(keys)
         rows, known = snapshot.lookup(indices[positions])
-        item_heads, meta_index = snapshot.gather(rows[known])
+        items = snapshot.gather(rows[known])
         known_ids = raw[positions[known]]
         unknown_ids = raw[positions[~known]]
     metrics.unknown_items.labels(arm=arm).inc(int(unknown_ids.size))
@@ -273,7 +273,7 @@ def rank(
                 user_heads = snapshot.encode_user(user_row, history)
             if time.perf_counter() < deadline:
                 with timer.stage("scorer"):
-                    logits = snapshot.score(user_heads, item_heads, meta_index)
+                    logits = snapshot.score(user_heads, items)
     if logits.size != known_ids.size:
         reasons.append("deadline")
         with timer.stage(FALLBACK_STAGE):
@@ -290,7 +290,7 @@ def rank(
             arm=arm,
             item_ids=known_ids[best],
             scores=scores,
-            meta_index=meta_index[best] if request.explain else None,
+            meta_index=items.meta_index[best] if request.explain else None,
             unknown_ids=unknown_ids,
             duplicate_ids=np.sort(raw[repeated]),
             user_source=source,

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
+from prerank_contract.blocks import DEFAULT_BLOCK_ROWS
 from prerank_contract.settings import CommonSettings
 
 # What `python -m service hash-key` prints: a sha256 digest, lower-case hex.
@@ -105,6 +106,12 @@ class ServiceSettings(CommonSettings):
     ort_intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads per op")
     ort_inter_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime parallel ops")
     ort_cpu_arena: bool = Field(default=True, description="ONNX Runtime CPU memory arena")
+    scorer_block_rows: int = Field(
+        default=DEFAULT_BLOCK_ROWS,
+        ge=1,
+        description="candidates per block of the scorer's layout (FIT's: candidates grouped by "
+        "meta index, one GEMM per block; a group is padded to whole blocks)",
+    )
     warmup_requests: int = Field(
         default=3, ge=1, description="real requests a version answers before it takes traffic"
     )

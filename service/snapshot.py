@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from prerank_contract.blocks import DEFAULT_BLOCK_ROWS, candidate_blocks
 from prerank_contract.bundle import BundleError, verify_bundle_dir, verify_files
 from prerank_contract.features import PADDING_INDEX
 from prerank_contract.graphs import (
@@ -39,6 +40,7 @@ from prerank_contract.manifest import (
     ITEM_HEADS_FILE,
     ITEM_IDS_FILE,
     META_INDEX_FILE,
+    PER_CANDIDATE_SCORER_FORMAT,
     Manifest,
 )
 from service.sessions import open_sessions
@@ -47,6 +49,17 @@ from service.vocabulary import ServingVocabulary, serving_vocabulary
 
 ARRAY_FILES = (ITEM_IDS_FILE, ITEM_HEADS_FILE, META_INDEX_FILE, ITEM_FEATURES_FILE)
 FALLBACK_CHUNK_ITEMS = 8_192  # items per scorer run when the fallback order is precomputed
+
+
+@dataclass(frozen=True)
+class ScorerItems:
+    """N candidates as the scorer takes them: its item inputs `feeds` (item_heads and
+    meta_index, in blocks for a bundle of format 2), each candidate's meta index in request
+    order [N], and the slot of each candidate's logit in the scorer's flattened logits [N]."""
+
+    feeds: dict[str, np.ndarray]
+    meta_index: np.ndarray
+    slots: np.ndarray
 
 
 def _array(files: Mapping[str, bytes], name: str, source: str) -> np.ndarray:
@@ -123,6 +136,7 @@ class Snapshot:
     item_features: np.ndarray
     vocabulary: ServingVocabulary
     row_of_id: np.ndarray | None = None
+    block_rows: int = DEFAULT_BLOCK_ROWS
 
     @property
     def version(self) -> str:
@@ -167,6 +181,7 @@ class Snapshot:
             meta_index=arrays[META_INDEX_FILE].astype(DTYPES[META_INDEX], copy=False),
             item_features=arrays[ITEM_FEATURES_FILE].astype(DTYPES[HISTORY], copy=False),
             vocabulary=vocabulary,
+            block_rows=settings.scorer_block_rows,
         )
 
     @classmethod
@@ -229,18 +244,26 @@ class Snapshot:
         (heads,) = self.user_tower.run(None, {USER_FEATURES: user_features, HISTORY: history})
         return heads[0]
 
-    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """rows [N] -> (item_heads [N, H_v, d], meta_index [N])."""
-        return self.item_heads[rows], self.meta_index[rows]
+    def gather(self, rows: np.ndarray) -> ScorerItems:
+        """rows [N] -> the candidates' item heads and meta indices as the scorer takes them:
+        grouped by meta index in blocks of `block_rows` (`prerank_contract.blocks`), gathered
+        from the item table straight into that order; one per row for a bundle of format 1."""
+        meta_index = self.meta_index[rows]
+        if self.manifest.format_version == PER_CANDIDATE_SCORER_FORMAT:
+            feeds = {ITEM_HEADS: self.item_heads[rows], META_INDEX: meta_index}
+            return ScorerItems(feeds, meta_index, np.arange(rows.size))
+        layout = candidate_blocks(meta_index, self.block_rows, self.manifest.num_meta_queries)
+        heads = self.item_heads[rows[layout.rows]]
+        feeds = {
+            ITEM_HEADS: heads.reshape(layout.blocks, layout.block_rows, *heads.shape[1:]),
+            META_INDEX: layout.block_meta_index,
+        }
+        return ScorerItems(feeds, meta_index, layout.slots)
 
-    def score(
-        self, user_heads: np.ndarray, item_heads: np.ndarray, meta_index: np.ndarray
-    ) -> np.ndarray:
-        """One batched scorer run: logits [N]."""
-        (logits,) = self.scorer.run(
-            None, {USER_HEADS: user_heads, ITEM_HEADS: item_heads, META_INDEX: meta_index}
-        )
-        return logits
+    def score(self, user_heads: np.ndarray, items: ScorerItems) -> np.ndarray:
+        """One batched scorer run: logits [N], in the order of the rows `gather` was given."""
+        (logits,) = self.scorer.run(None, {USER_HEADS: user_heads, **items.feeds})
+        return logits.reshape(-1)[items.slots]
 
     def cold_start_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         """The user tower's inputs for a user nothing is known about: ([1, S_u], [1, L, S_i]),
@@ -256,7 +279,7 @@ class Snapshot:
         at warm-up, in chunks of FALLBACK_CHUNK_ITEMS."""
         user_heads = self.encode_user(*self.cold_start_inputs())
         chunks = [
-            self.score(user_heads, *self.gather(np.arange(start, stop)))
+            self.score(user_heads, self.gather(np.arange(start, stop)))
             for start, stop in _chunks(self.item_ids.size, FALLBACK_CHUNK_ITEMS)
         ]
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)

@@ -7,6 +7,11 @@ from torch import nn
 
 from prerank_model.layers.mlp import MLP
 
+# The blocked LSS's column FC takes this many (candidate, r) rows per GEMM row (a block-diagonal
+# weight): 2 x C = 16 outputs, the width of ONNX Runtime's float GEMM kernel, ran 0.5-0.7x the
+# time of one row (C = 8 outputs) at 5,000 candidates; 4 and 8 rows ran slower than 2.
+COLUMN_FC_ROWS = 2
+
 
 def candidates_last(heads: torch.Tensor) -> torch.Tensor:
     """heads [N, H, d] -> [H, d, N]: one 2-D transpose of the [N, H * d] rows."""
@@ -74,6 +79,60 @@ class LightweightSimilarityScorer(nn.Module):
             self.output.bias[:, None], weight, cols.reshape(col_dim * row_dim, n)
         )  # [1, N]
         return logits.reshape(n)
+
+    def score_blocks(self, user_heads: torch.Tensor, item_heads: torch.Tensor) -> torch.Tensor:
+        """`forward` of G blocks of R candidates that share their user heads: user_heads
+        [G, H_u, d] (one per block), item_heads [G, R, H_v, d] -> logits [G, R].
+
+        The serving form (the scorer graph's): each block's similarities are one GEMM,
+        [R * H_v, d] x [d, H_u], rather than a [H_v, d] x [d, H_u] product per candidate; the
+        row FC is one GEMM over all candidates through kron(W_row^T, I_{H_u}) (the row FC of
+        each user head at once), the column FC one GEMM over (candidate, r) rows taken in
+        pairs (`COLUMN_FC_ROWS`), the output one GEMM of a single row by the transposed
+        columns. The block-diagonal weights multiply zeros, but they make the GEMMs wide
+        enough for ONNX Runtime's kernels.
+        """
+        blocks, rows, num_item_heads, head_dim = item_heads.shape
+        num_user_heads = user_heads.shape[1]
+        row_dim, col_dim = self.row_fc.out_features, self.col_fc.out_features
+        candidates = blocks * rows
+        s = torch.bmm(
+            item_heads.reshape(blocks, rows * num_item_heads, head_dim),
+            user_heads.transpose(1, 2),
+        )  # [G, R * H_v, H_u]: each candidate's S transposed, (j, i)
+        row_weight = block_diagonal(self.row_fc.weight.T, num_user_heads, inner=True)
+        per_row = torch.relu(
+            torch.addmm(
+                self.row_fc.bias.repeat_interleave(num_user_heads),
+                s.reshape(candidates, num_item_heads * num_user_heads),
+                row_weight,
+            )
+        )  # [G R, R_dim * H_u], (r, i)
+        pair = COLUMN_FC_ROWS if (candidates * row_dim) % COLUMN_FC_ROWS == 0 else 1
+        cols = torch.relu(
+            torch.addmm(
+                self.col_fc.bias.repeat(pair),
+                per_row.reshape(candidates * row_dim // pair, pair * num_user_heads),
+                block_diagonal(self.col_fc.weight.T, pair, inner=False),
+            )
+        )  # [G R R_dim, C] in pairs of rows; output.weight reads (r, c) row-major, as these are
+        logits = torch.addmm(
+            self.output.bias[:, None],
+            self.output.weight,
+            cols.reshape(candidates, row_dim * col_dim).T,
+        )  # [1, G R]: one row by B transposed, where [G R, R C] x [R C, 1] ran 3x slower
+        return logits.reshape(blocks, rows)
+
+
+def block_diagonal(weight: torch.Tensor, copies: int, inner: bool) -> torch.Tensor:
+    """weight [a, b] -> kron(weight, I_copies) (`inner`) or kron(I_copies, weight), [copies a,
+    copies b]. Written as a broadcast product: torch.kron does not export."""
+    eye = torch.eye(copies, dtype=weight.dtype)
+    if inner:
+        product = weight[:, None, :, None] * eye[None, :, None, :]
+    else:
+        product = eye[:, None, :, None] * weight[None, :, None, :]
+    return product.reshape(weight.shape[0] * copies, weight.shape[1] * copies)
 
 
 class DotProductScorer(nn.Module):

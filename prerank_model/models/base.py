@@ -106,6 +106,19 @@ class PrerankModel(nn.Module, ABC):
         """user_heads [K, H_u, d] or [N, K, H_u, d], item_heads [N, H_v, d], meta_index [N]
         -> logits [N]."""
 
+    def score_blocks(
+        self, user_heads: torch.Tensor, item_heads: torch.Tensor, block_meta_index: torch.Tensor
+    ) -> torch.Tensor:
+        """`score` of candidates laid out in G blocks of R rows that share a meta index
+        (`prerank_contract.blocks`): user_heads [K, H_u, d], item_heads [G, R, H_v, d],
+        block_meta_index [G] -> logits [G, R]. The scorer graph's form. By default each row is
+        scored by `score` with its block's meta index; a model whose scorer gains from the
+        blocks (FIT's LSS) overrides it with the same function."""
+        blocks, rows = item_heads.shape[:2]
+        meta_index = block_meta_index[:, None].expand(blocks, rows).reshape(blocks * rows)
+        flat = item_heads.reshape(blocks * rows, *item_heads.shape[2:])
+        return self.score(user_heads, flat, meta_index).reshape(blocks, rows)
+
     def encode_pairs(
         self, user_features: torch.Tensor, history: torch.Tensor, item_features: torch.Tensor
     ) -> PairHeads:

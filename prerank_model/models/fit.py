@@ -120,6 +120,16 @@ class FIT(PrerankModel):
     ) -> torch.Tensor:
         return self.scorer(gather_user_heads(user_heads, meta_index), item_heads)
 
+    def score_blocks(
+        self, user_heads: torch.Tensor, item_heads: torch.Tensor, block_meta_index: torch.Tensor
+    ) -> torch.Tensor:
+        """LSS takes the blocks as they are: each block's user heads once, its similarities one
+        GEMM (`LightweightSimilarityScorer.score_blocks`); the ablations' scorers score rows."""
+        if isinstance(self.scorer, LightweightSimilarityScorer):
+            block_users = torch.index_select(user_heads, 0, block_meta_index)  # [G, H_u, d]
+            return self.scorer.score_blocks(block_users, item_heads)
+        return super().score_blocks(user_heads, item_heads, block_meta_index)
+
     def encode_pairs(
         self, user_features: torch.Tensor, history: torch.Tensor, item_features: torch.Tensor
     ) -> PairHeads:

@@ -1,7 +1,8 @@
 """The scorer stage against its arithmetic: FIT's ONNX scorer session, as the service opens it from
 the bundle, timed in process on real inputs (the bundle's user tower on a drawn user, the
-bundle's precomputed item heads), its FLOPs over that time beside the machine's single-core
-float32 GEMM rate measured in the same run."""
+bundle's precomputed item heads) with what the service does around it (the item heads gathered
+from the table into blocks that share a meta index, each logit read back), its FLOPs over that
+time beside the machine's single-core float32 GEMM rate measured in the same run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from prerank_contract.graphs import ITEM_HEADS, META_INDEX, USER_HEADS
 from prerank_model.config import ModelConfig
 from research.scorer_bench import (
     FLOPS_PER_GIGAFLOP,
@@ -93,12 +93,19 @@ class ScorerEfficiency:
         return self.achieved_gflops / self.gemm_gflops
 
 
+@dataclass(frozen=True)
+class ScorerInputs:
+    """A drawn user's K representations [K, H_u, d] and the catalogue rows of N candidates."""
+
+    user_heads: np.ndarray
+    rows: np.ndarray
+
+
 def scorer_inputs(
     snapshot: Snapshot, candidates: int, users: int, settings: BenchSettings
-) -> dict[str, np.ndarray]:
-    """Real feeds of the scorer, as the service builds them: the bundle's user tower on a drawn
-    user with `bench_history` drawn behaviours, and the precomputed item heads and meta indices of
-    `candidates` distinct catalogue items."""
+) -> ScorerInputs:
+    """Real inputs of the scorer, as the service builds them: the bundle's user tower on a drawn
+    user with `bench_history` drawn behaviours, and `candidates` distinct catalogue rows."""
     rng = np.random.default_rng(settings.bench_seed)
     catalogue = snapshot.item_ids
     rows = rng.choice(catalogue.size, size=min(candidates, catalogue.size), replace=False)
@@ -108,8 +115,7 @@ def scorer_inputs(
     user_id = int(rng.integers(1, max(users, 2)))
     user_row = user_features_row(snapshot, user_id, {}, {})
     user_heads = snapshot.encode_user(user_row, snapshot.history_features(history_ids))
-    item_heads, meta_index = snapshot.gather(np.sort(rows))
-    return {USER_HEADS: user_heads, ITEM_HEADS: item_heads, META_INDEX: meta_index}
+    return ScorerInputs(user_heads, np.sort(rows))
 
 
 def measure_scorer_efficiency(
@@ -121,14 +127,16 @@ def measure_scorer_efficiency(
         update={"ort_intra_op_threads": SINGLE_THREAD, "ort_inter_op_threads": SINGLE_THREAD}
     )
     snapshot = Snapshot.from_dir(fit_bundle, service_settings)
-    feeds = scorer_inputs(snapshot, settings.bench_scorer_candidates, users, settings)
-    k, h_u, d = feeds[USER_HEADS].shape
-    candidates, h_v, _ = feeds[ITEM_HEADS].shape
+    inputs = scorer_inputs(snapshot, settings.bench_scorer_candidates, users, settings)
+    k, h_u, d = inputs.user_heads.shape
+    candidates, h_v = inputs.rows.size, snapshot.item_heads.shape[1]
     config = ModelConfig.model_validate(snapshot.manifest.config["model"])
     shapes = ScorerShapes(k, h_u, h_v, d, config.lss_row_dim, config.lss_col_dim)
     gemm = gemm_gflops(settings.bench_gemm_size, settings.bench_gemm_calls)
     wall_ms, cpu_ms = median_call_ms(
-        snapshot.scorer, feeds, settings.bench_scorer_calls, settings.bench_scorer_warmup_calls
+        lambda: snapshot.score(inputs.user_heads, snapshot.gather(inputs.rows)),
+        settings.bench_scorer_calls,
+        settings.bench_scorer_warmup_calls,
     )
     efficiency = ScorerEfficiency(
         candidates=candidates,

@@ -4,6 +4,7 @@ graphs inside a real bundle."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from model_export.onnx_export import ParityError, ParitySample, check_parity, ex
 from offline_jobs.data.dataset import InteractionData, make_batch
 from offline_jobs.settings import JobSettings
 from offline_jobs.training.loop import new_model
+from prerank_contract.blocks import candidate_blocks
 from prerank_contract.features import PADDING_INDEX
-from prerank_contract.graphs import CANDIDATES_AXIS, SCORER, USER_TOWER
+from prerank_contract.graphs import BLOCK_ROWS_AXIS, BLOCKS_AXIS, SCORER, USER_TOWER
 from prerank_contract.manifest import SCORER_FILE, USER_TOWER_FILE
 from prerank_model.models.base import PrerankModel
 
@@ -112,95 +114,84 @@ def test_user_tower_matches_pytorch_for_a_user_without_history(exported: Exporte
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("candidates", [7, 1])
-def test_scorer_takes_other_candidate_counts(exported: Exported, candidates: int) -> None:
+@pytest.mark.parametrize(
+    ("candidates", "block_rows", "meta_queries"),
+    [(1, 1, None), (7, 1, None), (7, 3, None), (10, 4, None), (9, 32, None), (7, 32, 1)],
+)
+def test_scorer_matches_pytorch_in_any_block_layout(
+    exported: Exported, candidates: int, block_rows: int, meta_queries: int | None
+) -> None:
+    """Blocks of any size (one row each, ragged groups padded, fewer candidates than a block,
+    one block of every candidate as the service lays out a model with one meta query): each
+    candidate's logit, read back from its slot, is PyTorch's `score`."""
     sample = exported.sample
     user_heads = exported.model.encode_user(
         torch.from_numpy(sample.user_features[-1:]), torch.from_numpy(sample.history[-1:])
     )[0]
-    rows = np.random.default_rng(0).choice(sample.item_heads.shape[0], candidates, replace=False)
-    item_heads, meta_index = sample.item_heads[rows], sample.meta_index[rows]
+    rows = np.random.default_rng(candidates).choice(sample.item_heads.shape[0], candidates)
+    candidate_sample = ParitySample(
+        sample.user_features, sample.history, sample.item_heads[rows], sample.meta_index[rows]
+    )
+    if meta_queries == 1:
+        candidate_sample = dataclasses.replace(
+            candidate_sample, meta_index=np.zeros(candidates, np.int64)
+        )
+    layout = candidate_blocks(candidate_sample.meta_index, block_rows, meta_queries)
     session = ort.InferenceSession(str(exported.out_dir / SCORER_FILE))
     (logits,) = session.run(
-        None, {"user_heads": user_heads.numpy(), "item_heads": item_heads, "meta_index": meta_index}
+        None, {"user_heads": user_heads.numpy(), **candidate_sample.blocked_items(layout)}
     )
     expected = exported.model.score(
-        user_heads, torch.from_numpy(item_heads), torch.from_numpy(meta_index)
+        user_heads,
+        torch.from_numpy(candidate_sample.item_heads),
+        torch.from_numpy(candidate_sample.meta_index),
     )
-    assert logits.shape == (candidates,)
-    np.testing.assert_allclose(logits, expected.numpy(), atol=TOLERANCE, rtol=0)
-
-
-def all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    """The graph's nodes and those of every subgraph (the blocked scorer's If and Loop)."""
-    nodes = []
-    for node in graph.node:
-        nodes.append(node)
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                nodes += all_nodes(attribute.g)
-    return nodes
+    assert logits.shape == (layout.blocks, layout.block_rows)
+    np.testing.assert_allclose(logits.reshape(-1)[layout.slots], expected.numpy(), atol=TOLERANCE)
 
 
 def all_value_infos(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
-    infos = [*graph.value_info, *graph.output]
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                infos += all_value_infos(attribute.g)
-    return infos
+    return [*graph.value_info, *graph.output]
 
 
-def matmuls_batched_over_candidates(path: Path) -> list[str]:
-    """The MatMul nodes of a graph (subgraphs included) whose batch axes (all but the last two of
-    the output) include the candidates axis: ONNX Runtime runs such a node as one small GEMM
-    call per candidate."""
+def matmuls_batched_over_rows(path: Path) -> list[str]:
+    """The MatMul nodes of a graph whose batch axes (all but the last two of the output) include
+    the rows of the blocks: ONNX Runtime runs such a node as one small GEMM call per candidate.
+    A batch over the blocks (one GEMM per block) is what the block layout is for."""
     graph = onnx.shape_inference.infer_shapes(onnx.load(path)).graph
     shapes = {
         info.name: [dim.dim_param or dim.dim_value for dim in info.type.tensor_type.shape.dim]
         for info in all_value_infos(graph)
     }
-    matmuls = [node for node in all_nodes(graph) if node.op_type == "MatMul"]
+    matmuls = [node for node in graph.node if node.op_type == "MatMul"]
     assert all(node.output[0] in shapes for node in matmuls)
     return [
         node.name
         for node in matmuls
-        if any(CANDIDATES_AXIS in str(size) for size in shapes[node.output[0]][:-2])
+        if any(BLOCK_ROWS_AXIS in str(size) for size in shapes[node.output[0]][:-2])
     ]
 
 
 def test_scorer_graph_runs_no_matrix_product_per_candidate(exported: Exported) -> None:
-    assert matmuls_batched_over_candidates(exported.out_dir / SCORER_FILE) == []
+    assert matmuls_batched_over_rows(exported.out_dir / SCORER_FILE) == []
 
 
-def test_scorer_runs_the_exported_graph_in_blocks_of_candidates(exported: Exported) -> None:
-    ops = [node.op_type for node in all_nodes(onnx.load(exported.out_dir / SCORER_FILE).graph)]
-    assert ops.count("If") == 1 and ops.count("Loop") == 1
-
-
-@torch.no_grad()
-@pytest.mark.parametrize("candidates", [1, 3, 4, 7, 9, 10])
-def test_blocked_scorer_matches_pytorch_across_block_boundaries(
-    exported: Exported, tmp_path: Path, candidates: int
-) -> None:
-    """Blocks of 3: one block or fewer (the If's unblocked branch), exact multiples and a
-    ragged last block all give PyTorch's logits, in the candidates' order."""
-    sample = exported.sample
-    export_graphs(exported.model, sample, tmp_path, scorer_block=3)
-    user_heads = exported.model.encode_user(
-        torch.from_numpy(sample.user_features[:1]), torch.from_numpy(sample.history[:1])
-    )[0]
-    rows = np.random.default_rng(candidates).choice(sample.item_heads.shape[0], candidates)
-    item_heads, meta_index = sample.item_heads[rows], sample.meta_index[rows]
-    session = ort.InferenceSession(str(tmp_path / SCORER_FILE))
-    (logits,) = session.run(
-        None, {"user_heads": user_heads.numpy(), "item_heads": item_heads, "meta_index": meta_index}
-    )
-    expected = exported.model.score(
-        user_heads, torch.from_numpy(item_heads), torch.from_numpy(meta_index)
-    )
-    assert logits.shape == (candidates,)
-    np.testing.assert_allclose(logits, expected.numpy(), atol=TOLERANCE, rtol=0)
+def test_fit_scorer_computes_each_blocks_similarities_as_one_product(exported: Exported) -> None:
+    """LSS's similarities are a MatMul batched over the blocks, not a product per candidate
+    (the other scorers score rows: no MatMul of theirs is batched)."""
+    graph = onnx.shape_inference.infer_shapes(onnx.load(exported.out_dir / SCORER_FILE)).graph
+    shapes = {
+        info.name: [dim.dim_param or dim.dim_value for dim in info.type.tensor_type.shape.dim]
+        for info in all_value_infos(graph)
+    }
+    batched = [
+        shapes[node.output[0]][:-2]
+        for node in graph.node
+        if node.op_type == "MatMul" and len(shapes[node.output[0]]) > 2
+    ]
+    if exported.model.name == "fit" and exported.model.variant.scorer == "lss":
+        assert [BLOCKS_AXIS] in batched
+    assert all(axes == [BLOCKS_AXIS] for axes in batched)
 
 
 def test_check_parity_fails_when_weights_change_after_export(exported: Exported) -> None:

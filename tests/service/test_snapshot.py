@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -75,12 +78,66 @@ def test_snapshot_scores_equal_the_model(snapshot: Snapshot, trained_fit, tiny_d
     user_row = tiny_data.user_features[user][None]
     history = snapshot.history_features(tiny_data.latest_histories[user])
     rows = np.arange(snapshot.item_ids.size)
-    logits = snapshot.score(snapshot.encode_user(user_row, history), *snapshot.gather(rows))
+    order = np.random.default_rng(0).permutation(rows)  # the request's order, not the table's
+    logits = snapshot.score(snapshot.encode_user(user_row, history), snapshot.gather(order))
     with torch.no_grad():
         heads = trained_fit.encode_user(torch.from_numpy(user_row), torch.from_numpy(history))[0]
         items, meta_index = trained_fit.encode_items(torch.from_numpy(snapshot.item_features))
-        expected = trained_fit.score(heads, items, meta_index).numpy()
+        expected = trained_fit.score(heads, items, meta_index).numpy()[order]
     assert np.abs(logits - expected).max() <= 1e-5
+
+
+def test_a_bundle_of_the_per_candidate_format_is_served_one_candidate_per_row(
+    snapshot: Snapshot, trained_fit, tiny_data, tmp_path: Path
+) -> None:
+    """A version built before the block layout (format 1: its scorer takes item_heads [N, H_v, d]
+    and meta_index [N]) is still served, fed one candidate per row."""
+    per_candidate = tmp_path / "scorer.onnx"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation notices
+        torch.onnx.export(
+            PerCandidateScorer(trained_fit).eval(),
+            (
+                torch.from_numpy(snapshot.encode_user(*snapshot.cold_start_inputs())),
+                torch.from_numpy(snapshot.item_heads[:5]),
+                torch.from_numpy(snapshot.meta_index[:5]),
+            ),
+            str(per_candidate),
+            dynamo=True,
+            dynamic_shapes={
+                "user_heads": None,
+                "item_heads": {0: torch.export.Dim("candidates")},
+                "meta_index": {0: torch.export.Dim("candidates")},
+            },
+            output_names=["logits"],
+        )
+    old = dataclasses.replace(
+        snapshot,
+        manifest=snapshot.manifest.model_copy(update={"format_version": 1}),
+        scorer=ort.InferenceSession(str(per_candidate), providers=["CPUExecutionProvider"]),
+    )
+    user = int(tiny_data.user_ids[1])
+    user_row = tiny_data.user_features[user][None]
+    user_heads = snapshot.encode_user(user_row, snapshot.history_features(np.zeros(0, np.int64)))
+    rows = np.random.default_rng(1).permutation(snapshot.item_ids.size)
+    items = old.gather(rows)
+    assert items.feeds["item_heads"].shape == (rows.size, *snapshot.item_heads.shape[1:])
+    np.testing.assert_allclose(
+        old.score(user_heads, items), snapshot.score(user_heads, snapshot.gather(rows)), atol=1e-5
+    )
+
+
+class PerCandidateScorer(torch.nn.Module):
+    """Format 1's scorer graph: `score` of one candidate per row."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, user_heads: torch.Tensor, item_heads: torch.Tensor, meta_index: torch.Tensor
+    ) -> torch.Tensor:
+        return self.model.score(user_heads, item_heads, meta_index)
 
 
 def test_a_bundle_whose_contents_disagree_with_its_manifest_is_refused(fit_bundle, tmp_path):

@@ -65,6 +65,24 @@ def test_lss_equals_the_naive_loop_formula(seed: int, kernel: str) -> None:
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize(("blocks", "rows", "row_dim"), [(3, 2, R), (1, 5, R), (3, 1, 3)])
+@torch.no_grad()
+def test_lss_in_blocks_equals_the_naive_loop_formula(blocks: int, rows: int, row_dim: int) -> None:
+    """Blocks sharing their user heads give each candidate the per-pair formula's logit, with
+    the column FC's rows taken in pairs or, where their count is odd, one by one."""
+    torch.manual_seed(blocks * 10 + rows)
+    scorer = LightweightSimilarityScorer(H_U, H_V, row_dim, C)
+    block_users, items = torch.randn(blocks, H_U, D), torch.randn(blocks, rows, H_V, D)
+    logits = scorer.score_blocks(block_users, items)
+    assert logits.shape == (blocks, rows)
+    for g in range(blocks):
+        expected = scorer(block_users[g].expand(rows, H_U, D), items[g])
+        torch.testing.assert_close(logits[g], expected, atol=1e-5, rtol=0)
+    if row_dim == R:
+        first = torch.tensor(naive_lss(scorer, block_users[0], items[0, 0]))
+        torch.testing.assert_close(logits[0, 0], first, atol=1e-5, rtol=0)
+
+
 def per_row_lss(
     scorer: LightweightSimilarityScorer, user: torch.Tensor, item: torch.Tensor
 ) -> torch.Tensor:
