@@ -50,8 +50,9 @@ def candidate_blocks(
     `block_rows`, each group padded to a whole number of blocks (at most K * (R - 1) padding
     slots). Within a group the candidates keep their request order (a stable sort).
 
-    With `meta_queries` = 1 (every model but FIT: the meta index is always 0) nothing needs
-    grouping: the candidates form one block of N rows, in order, with no padding."""
+    `meta_queries`: K, when known (else the largest meta index + 1). With K = 1 (every model
+    but FIT: the meta index is always 0) nothing needs grouping: the candidates form one block
+    of N rows, in order, with no padding."""
     if block_rows < 1:
         raise ValueError(f"block_rows must be at least 1, not {block_rows}")
     candidates = meta_index.size
@@ -61,20 +62,20 @@ def candidate_blocks(
     if meta_queries == 1:
         in_order = np.arange(candidates, dtype=np.int64)
         return CandidateBlocks(in_order, np.zeros(1, np.int64), in_order, candidates)
-    small = meta_index.max() <= _RADIX_SORT_MAX
-    order = np.argsort(meta_index.astype(_RADIX_SORT_DTYPE if small else np.int64), kind="stable")
-    counts = np.bincount(meta_index)
-    blocks_per_group = -(-counts // block_rows)
-    first_block = np.cumsum(blocks_per_group) - blocks_per_group
-    first_candidate = np.cumsum(counts) - counts
-    sorted_meta = meta_index[order]
-    rank_in_group = np.arange(candidates) - first_candidate[sorted_meta]
-    slot_of_sorted = first_block[sorted_meta] * block_rows + rank_in_group
-    total_blocks = int(blocks_per_group.sum())
-    grid = np.full((total_blocks, block_rows), -1, np.int64)
-    grid.reshape(-1)[slot_of_sorted] = order
-    np.copyto(grid, grid[:, :1], where=grid < 0)
+    groups = meta_queries or int(meta_index.max()) + 1
+    key = meta_index.astype(_RADIX_SORT_DTYPE if groups <= _RADIX_SORT_MAX else np.int64)
+    order = np.argsort(key, kind="stable")
+    counts = np.bincount(meta_index, minlength=groups)
+    padded = -(-counts // block_rows) * block_rows  # each group's slots
+    # the p-th candidate in sorted order goes to slot p + (its group's first slot - first rank)
+    shift = (np.cumsum(padded) - padded) - (np.cumsum(counts) - counts)
+    slot_of_sorted = shift[meta_index[order]]
+    slot_of_sorted += np.arange(candidates)
+    rows = np.full(int(padded.sum()), -1, np.int64)
+    rows[slot_of_sorted] = order
+    grid = rows.reshape(-1, block_rows)
+    np.copyto(grid, grid[:, :1], where=grid < 0)  # padding repeats the block's first candidate
     slots = np.empty(candidates, np.int64)
     slots[order] = slot_of_sorted
-    block_meta_index = np.repeat(np.arange(counts.size, dtype=np.int64), blocks_per_group)
-    return CandidateBlocks(grid.reshape(-1), block_meta_index, slots, block_rows)
+    block_meta_index = np.repeat(np.arange(groups, dtype=np.int64), padded // block_rows)
+    return CandidateBlocks(rows, block_meta_index, slots, block_rows)
