@@ -20,16 +20,18 @@ def test_every_candidate_has_one_slot_in_a_block_of_its_meta_index(
     assert layout.rows[layout.slots].tolist() == list(range(candidates))  # each read back
     assert np.unique(layout.slots).size == candidates  # no two share a slot
     block_of_slot = np.repeat(layout.block_meta_index, block_rows)
-    assert (meta_index[layout.rows] == block_of_slot).all()  # padding too: a real row of the group
+    assert (meta_index[layout.rows[layout.slots]] == block_of_slot[layout.slots]).all()
+    padding = np.setdiff1d(np.arange(layout.rows.size), layout.slots)
+    assert (layout.rows[padding] == 0).all()  # a real candidate, whose logit is never read
     groups = np.bincount(meta_index)
     assert layout.blocks == int((-(-groups // block_rows)).sum())  # the fewest whole blocks
 
 
-def test_a_group_keeps_the_request_order_and_pads_with_its_first_candidate() -> None:
+def test_a_group_keeps_the_request_order_and_padding_reads_the_first_candidate() -> None:
     meta_index = np.array([2, 0, 2, 2, 0], np.int64)
     layout = candidate_blocks(meta_index, block_rows=2)
     assert layout.block_meta_index.tolist() == [0, 2, 2]
-    assert layout.rows.tolist() == [1, 4, 0, 2, 3, 3]  # group 2's second block padded with 3
+    assert layout.rows.tolist() == [1, 4, 0, 2, 3, 0]  # group 2's second block padded
     assert layout.slots.tolist() == [2, 0, 3, 4, 1]
 
 
