@@ -1,8 +1,9 @@
 """The scorer stage against its arithmetic: FIT's ONNX scorer session, as the service opens it from
 the bundle, timed in process on real inputs (the bundle's user tower on a drawn user, the
-bundle's precomputed item heads) with what the service does around it (the item heads gathered
-from the table into blocks that share a meta index, each logit read back), its FLOPs over that
-time beside the machine's single-core float32 GEMM rate measured in the same run."""
+bundle's precomputed item heads) with what the service does for it around the graph (the
+candidates laid out in blocks that share a meta index, each logit read back; the item heads'
+gather from the table, which the service did before the layout too, left out), its FLOPs over
+that time beside the machine's single-core float32 GEMM rate measured in the same run."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prerank_contract.blocks import candidate_blocks
 from prerank_model.config import ModelConfig
 from research.scorer_bench import (
     FLOPS_PER_GIGAFLOP,
@@ -133,10 +135,16 @@ def measure_scorer_efficiency(
     config = ModelConfig.model_validate(snapshot.manifest.config["model"])
     shapes = ScorerShapes(k, h_u, h_v, d, config.lss_row_dim, config.lss_col_dim)
     gemm = gemm_gflops(settings.bench_gemm_size, settings.bench_gemm_calls)
+    items = snapshot.gather(inputs.rows)
+
+    def stage() -> np.ndarray:
+        """The layout (done in the service's gather stage, where the item heads are gathered
+        from the table straight into it; that gather is left out), the graph, the read-back."""
+        candidate_blocks(items.meta_index, snapshot.block_rows, snapshot.manifest.num_meta_queries)
+        return snapshot.score(inputs.user_heads, items)
+
     wall_ms, cpu_ms = median_call_ms(
-        lambda: snapshot.score(inputs.user_heads, snapshot.gather(inputs.rows)),
-        settings.bench_scorer_calls,
-        settings.bench_scorer_warmup_calls,
+        stage, settings.bench_scorer_calls, settings.bench_scorer_warmup_calls
     )
     efficiency = ScorerEfficiency(
         candidates=candidates,
