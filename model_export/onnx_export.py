@@ -88,11 +88,7 @@ class ParitySample:
     def blocked_items(self, layout: CandidateBlocks) -> dict[str, np.ndarray]:
         """The scorer's item inputs for the candidates in `layout`: item_heads [G, R, H_v, d],
         meta_index [G]."""
-        heads = self.item_heads[layout.rows]
-        return {
-            ITEM_HEADS: heads.reshape(layout.blocks, layout.block_rows, *heads.shape[1:]),
-            META_INDEX: layout.block_meta_index,
-        }
+        return layout.scorer_items(self.item_heads[layout.rows])
 
 
 def _spec(name: str, array: np.ndarray, dynamic: dict[int, str]) -> TensorSpec:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prerank_contract.graphs import ITEM_HEADS, META_INDEX
+
 # The smallest integer type the stable argsort sorts by radix (numpy does for 16 bits or less).
 _RADIX_SORT_DTYPE = np.int16
 _RADIX_SORT_MAX = int(np.iinfo(_RADIX_SORT_DTYPE).max)
@@ -42,6 +44,14 @@ class CandidateBlocks:
     @property
     def blocks(self) -> int:
         return int(self.block_meta_index.size)
+
+    def scorer_items(self, heads: np.ndarray) -> dict[str, np.ndarray]:
+        """The scorer's item inputs from the item heads of every slot, [G * R, H_v, d] in slot
+        order: item_heads [G, R, H_v, d] and meta_index [G]."""
+        return {
+            ITEM_HEADS: heads.reshape(self.blocks, self.block_rows, *heads.shape[1:]),
+            META_INDEX: self.block_meta_index,
+        }
 
 
 def _group_shifts(counts: np.ndarray, block_rows: int) -> tuple[np.ndarray, np.ndarray]:

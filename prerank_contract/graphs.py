@@ -35,7 +35,6 @@ DTYPES = {  # numpy's names of the element types, as the manifest records them
 # The dynamic axes, by the names the manifest's shapes give them.
 BATCH_AXIS = "batch"
 HISTORY_AXIS = "history_length"
-CANDIDATES_AXIS = "candidates"  # format 1's scorer
 BLOCKS_AXIS = "blocks"
 BLOCK_ROWS_AXIS = "block_rows"
 

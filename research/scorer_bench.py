@@ -207,12 +207,7 @@ def blocked_feeds(
     """Per-candidate feeds (item_heads [N, H_v, d], meta_index [N]) laid out in blocks as the
     service lays them out (`prerank_contract.blocks`), and the layout."""
     layout = candidate_blocks(feeds[META_INDEX], block_rows, meta_queries)
-    heads = feeds[ITEM_HEADS][layout.rows]
-    blocked = {
-        USER_HEADS: feeds[USER_HEADS],
-        ITEM_HEADS: heads.reshape(layout.blocks, layout.block_rows, *heads.shape[1:]),
-        META_INDEX: layout.block_meta_index,
-    }
+    blocked = {USER_HEADS: feeds[USER_HEADS], **layout.scorer_items(feeds[ITEM_HEADS][layout.rows])}
     return blocked, layout
 
 

@@ -253,11 +253,7 @@ class Snapshot:
             feeds = {ITEM_HEADS: self.item_heads[rows], META_INDEX: meta_index}
             return ScorerItems(feeds, meta_index, np.arange(rows.size))
         layout = candidate_blocks(meta_index, self.block_rows, self.manifest.num_meta_queries)
-        heads = self.item_heads[rows[layout.rows]]
-        feeds = {
-            ITEM_HEADS: heads.reshape(layout.blocks, layout.block_rows, *heads.shape[1:]),
-            META_INDEX: layout.block_meta_index,
-        }
+        feeds = layout.scorer_items(self.item_heads[rows[layout.rows]])
         return ScorerItems(feeds, meta_index, layout.slots)
 
     def score(self, user_heads: np.ndarray, items: ScorerItems) -> np.ndarray:

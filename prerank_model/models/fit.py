@@ -126,7 +126,7 @@ class FIT(PrerankModel):
         """LSS takes the blocks as they are: each block's user heads once, its similarities one
         GEMM (`LightweightSimilarityScorer.score_blocks`); the ablations' scorers score rows."""
         if isinstance(self.scorer, LightweightSimilarityScorer):
-            block_users = torch.index_select(user_heads, 0, block_meta_index)  # [G, H_u, d]
+            block_users = gather_user_heads(user_heads, block_meta_index)  # [G, H_u, d]
             return self.scorer.score_blocks(block_users, item_heads)
         return super().score_blocks(user_heads, item_heads, block_meta_index)
 
