@@ -44,7 +44,9 @@ api_router = APIRouter()  # create_app mounts it behind the API keys when they a
 probe_router = APIRouter()
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
+    """The app's state. A coroutine so that FastAPI calls it on the event loop: a plain function
+    dependency runs in the thread pool, a thread hop per request."""
     state: ServiceState = request.app.state.prerank
     return state
 

@@ -88,8 +88,11 @@ class ServiceSettings(CommonSettings):
         description="/prerank requests answered at once; beyond it a fast 503 with Retry-After",
     )
     retry_after_seconds: int = Field(default=1, ge=0, description="Retry-After of an overload 503")
+    # Two: one request's CPU work can run while another's waits on Redis. More threads only
+    # contend for the GIL: two workers at 1,000 candidates, FIT held 300 req/s at 2.4-3.2 ms of
+    # CPU per request with 1-2 threads, broke at 300 at 3.6 ms with 8 (docs/benchmarks).
     request_threads: int = Field(
-        default=8, ge=1, description="worker threads running the CPU part of requests"
+        default=2, ge=1, description="worker threads running the CPU part of requests"
     )
     blas_threads: int = Field(default=1, ge=1, description="BLAS/OpenMP threads of numpy")
     direct_index_max_ratio: float = Field(

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,7 @@ def run_bench(settings: BenchSettings, command: str) -> BenchReport:
     if manifests[TWO_TOWER].item_count != catalogue.size:
         log.warning("the Two-Tower bundle's catalogue differs from FIT's: N known differs")
     log.info("bundles: %s", {name: str(path) for name, path in bundles.items()})
-    with serving(bundles, settings) as services:
-        rows = measure_latency(services, catalogue, users, settings)
+    rows = measure_latency(partial(serving, bundles, settings), catalogue, users, settings)
     log.info("in process: the scorer's efficiency, the naive per-pair path")
     efficiency = measure_scorer_efficiency(bundles[FIT], users, settings)
     scoring = time_scoring_paths(bundles[FIT], manifests[FIT], settings)

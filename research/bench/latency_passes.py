@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -124,56 +125,63 @@ def rotated(turns: Sequence[Turn], shift: int) -> list[Turn]:
 
 
 def measure_latency(
-    services: Mapping[str, ServiceProcess],
+    start_targets: Callable[[], AbstractContextManager[Mapping[str, ServiceProcess]]],
     catalogue: np.ndarray,
     users: int,
     settings: BenchSettings,
 ) -> list[LatencyRow]:
     """Closed-loop latency of every target in every format of `bench_wire_formats` at every
-    candidate count. Per round and count, every (target, format) turn gets the same requests,
-    back to back, in an order that rotates between turns."""
+    candidate count. Each round starts the targets anew (`start_targets`): on a shared VM one
+    process can run the same code 1.5-2x slower than the next, steadily, so each round samples a
+    target's process speed again. Per round and count, every (target, format) turn gets the same
+    requests, back to back, in an order that rotates between turns."""
     rng = np.random.default_rng(settings.bench_seed)
-    turns = [(target, wire) for wire in settings.bench_wire_formats for target in services]
     passes: dict[tuple[str, str, int], list[Pass]] = defaultdict(list)
     sets: dict[int, RequestSet] = {}
     per_target = settings.bench_warmup + settings.bench_requests
     counts = settings.bench_candidates
-    steps = settings.bench_rounds * len(counts)
+    targets: list[str] = []
     with tqdm(
-        total=steps * len(turns), desc="closed loop", disable=not settings.bench_progress
+        total=settings.bench_rounds * len(counts),
+        desc="closed loop",
+        disable=not settings.bench_progress,
     ) as bar:
-        for step in range(steps):
-            round_index, wanted = divmod(step, len(counts))
-            candidates = counts[wanted]
-            sets[candidates] = request_set(
-                catalogue, candidates, per_target, settings.bench_history, users, rng
-            )
-            bodies = {
-                wire: sets[candidates].encoded(WIRE_FORMATS[wire])
-                for wire in settings.bench_wire_formats
-            }
-            for target, wire in rotated(turns, round_index + wanted):
-                bar.set_postfix_str(f"round {round_index + 1} N={candidates} {target} {wire}")
-                result = measure_pass(
-                    services[target],
-                    bodies[wire],
-                    settings.bench_warmup,
-                    settings.bench_request_timeout_seconds,
-                    WIRE_FORMATS[wire],
-                )
-                passes[target, wire, candidates].append(result)
-                log.info(
-                    "round %d, %d candidates, %s over %s: p50 %.2f ms, p99 %.2f ms",
-                    round_index + 1,
-                    candidates,
-                    target,
-                    wire,
-                    *np.percentile(result.latencies_ms, HEADLINE_PERCENTILES),
-                )
-                bar.update()
+        for round_index in range(settings.bench_rounds):
+            with start_targets() as services:
+                targets = list(services)
+                turns = [
+                    (target, wire) for wire in settings.bench_wire_formats for target in targets
+                ]
+                for wanted, candidates in enumerate(counts):
+                    sets[candidates] = request_set(
+                        catalogue, candidates, per_target, settings.bench_history, users, rng
+                    )
+                    bodies = {
+                        wire: sets[candidates].encoded(WIRE_FORMATS[wire])
+                        for wire in settings.bench_wire_formats
+                    }
+                    bar.set_postfix_str(f"round {round_index + 1} N={candidates}")
+                    for target, wire in rotated(turns, round_index + wanted):
+                        result = measure_pass(
+                            services[target],
+                            bodies[wire],
+                            settings.bench_warmup,
+                            settings.bench_request_timeout_seconds,
+                            WIRE_FORMATS[wire],
+                        )
+                        passes[target, wire, candidates].append(result)
+                        log.info(
+                            "round %d, %d candidates, %s over %s: p50 %.2f ms, p99 %.2f ms",
+                            round_index + 1,
+                            candidates,
+                            target,
+                            wire,
+                            *np.percentile(result.latencies_ms, HEADLINE_PERCENTILES),
+                        )
+                    bar.update()
     return [
         summarise(target, wire, sets[candidates], passes[target, wire, candidates])
         for wire in settings.bench_wire_formats
-        for target in services
+        for target in targets
         for candidates in counts
     ]

@@ -4,6 +4,9 @@ carry the same requests in every format."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import msgpack
 import numpy as np
 import orjson
@@ -29,7 +32,15 @@ def test_closed_loop_figures_are_sane(
         bench_history=5,
         bench_progress=False,
     )
-    rows = measure_latency(servers, catalogue, 100, settings)
+    starts = []
+
+    @contextmanager
+    def start_targets() -> Iterator[dict[str, ServiceProcess]]:
+        starts.append(len(starts))
+        yield servers
+
+    rows = measure_latency(start_targets, catalogue, 100, settings)
+    assert len(starts) == settings.bench_rounds  # the targets start anew for each round
     assert [(r.wire, r.target, r.candidates) for r in rows] == [
         (w, t, n) for w in wires for t in servers for n in counts
     ]
