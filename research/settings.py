@@ -135,6 +135,13 @@ class BenchSettings(CommonSettings):
         description="wire formats of the open loop (json is the one the throughput goal is "
         "judged in; the others are reported beside it)",
     )
+    bench_throughput_request_threads: tuple[int | None, ...] = Field(
+        default=(None, 0),
+        min_length=1,
+        description="PRERANK_REQUEST_THREADS of FIT and of the echo floor in the open loop, one "
+        "step-up of both per entry (None: the service's default, the one the throughput goal is "
+        "judged in; 0: each request on the event loop)",
+    )
     bench_throughput_seconds: float = Field(
         default=8.0, gt=0, description="duration of each open-loop rate"
     )

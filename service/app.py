@@ -70,7 +70,8 @@ def redis_problem(settings: ServiceSettings, follower: ModelFollower | None) -> 
 def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        # with 0 request threads, /prerank computes on the loop; /clusters still uses the pool
+        to_thread.current_default_thread_limiter().total_tokens = max(settings.request_threads, 1)
         threadpool_limits(limits=settings.blas_threads)
         state: ServiceState = app.state.prerank
         client = settings.redis_client() if settings.use_redis else None

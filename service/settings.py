@@ -92,7 +92,12 @@ class ServiceSettings(CommonSettings):
     # contend for the GIL: two workers at 1,000 candidates, FIT held 300 req/s at 2.4-3.2 ms of
     # CPU per request with 1-2 threads, broke at 300 at 3.6 ms with 8 (docs/benchmarks).
     request_threads: int = Field(
-        default=2, ge=1, description="worker threads running the CPU part of requests"
+        default=2,
+        ge=0,
+        description="worker threads running the CPU part of requests; 0: run it on the event "
+        "loop, without a hand-off to a thread (less CPU and latency per request), but then a "
+        "request waits in the socket while another computes, unseen by PRERANK_MAX_IN_FLIGHT "
+        "and the deadline, and a slow feature-store read holds the probes",
     )
     blas_threads: int = Field(default=1, ge=1, description="BLAS/OpenMP threads of numpy")
     direct_index_max_ratio: float = Field(

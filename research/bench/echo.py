@@ -1,11 +1,11 @@
 """``python -m research.bench.echo``: the benchmark's floor. The service's stack and request path
-around the model (FastAPI + uvicorn, the route's bounded raw-body read, `parse_request` in a
-worker thread, de-duplication, catalogue lookup, ordering, the answer's encoder; every wire format
-the service speaks, negotiated as it does) with an id hash for a score instead of the model.
-Configured by the service's own PRERANK_* settings (host, port, limits, threads, workers: with
-PRERANK_WORKERS > 1, forked worker processes on one listening socket, as the service runs them);
-with PRERANK_BUNDLE_DIR, ids outside that bundle's catalogue are reported unknown, as the service
-reports them."""
+around the model (FastAPI + uvicorn, the route's bounded raw-body read, `parse_request` where the
+service runs a request's work (`service.routes.run_request_work`), de-duplication, catalogue
+lookup, ordering, the answer's encoder; every wire format the service speaks, negotiated as it
+does) with an id hash for a score instead of the model. Configured by the service's own PRERANK_*
+settings (host, port, limits, threads, workers: with PRERANK_WORKERS > 1, forked worker
+processes on one listening socket, as the service runs them); with PRERANK_BUNDLE_DIR, ids
+outside that bundle's catalogue are reported unknown, as the service reports them."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ import uvicorn
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from threadpoolctl import threadpool_limits
 
 from prerank_contract.http import (
@@ -39,7 +38,7 @@ from prerank_contract.manifest import ITEM_IDS_FILE
 from prerank_contract.settings import configure_logging, load_settings
 from prerank_contract.traffic import CONTROL
 from service.ranking import best_first, deduplicate, invalid, parse_request
-from service.routes import answer_format, body_format, read_body
+from service.routes import answer_format, body_format, read_body, run_request_work
 from service.settings import ServiceSettings
 from service.snapshot import search_sorted
 from service.workers import STOP_MARGIN_SECONDS, WATCH_SECONDS, bind, uvicorn_config
@@ -113,7 +112,7 @@ def create_echo_app(settings: ServiceSettings, catalogue: np.ndarray | None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        to_thread.current_default_thread_limiter().total_tokens = max(settings.request_threads, 1)
         threadpool_limits(limits=settings.blas_threads)
         yield
 
@@ -129,7 +128,8 @@ def create_echo_app(settings: ServiceSettings, catalogue: np.ndarray | None) -> 
             limit = settings.max_body_bytes
             detail = [{"type": "too_large", "loc": ["body"], "msg": f"body over {limit} bytes"}]
             return JSONResponse({"detail": detail}, status_code=413)
-        payload = await run_in_threadpool(
+        payload = await run_request_work(
+            settings.request_threads,
             echo_answer,
             body,
             catalogue,

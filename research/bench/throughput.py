@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,7 @@ class Throughput:
     candidates: int
     steps: list[RateStep] = field(default_factory=list)
     not_measured: str | None = None  # why there are no steps
+    request_threads: int | None = None  # PRERANK_REQUEST_THREADS (None: the service's default)
 
     @property
     def best(self) -> RateStep | None:
@@ -165,13 +166,15 @@ def throughput_bodies(
 
 
 def start_servers(
-    stack: ExitStack, fit_bundle: Path, settings: BenchSettings
+    stack: ExitStack, fit_bundle: Path, settings: BenchSettings, request_threads: int | None
 ) -> tuple[dict[str, ServiceProcess], dict[str, str]]:
     """The echo floor and the FIT service on `fit_bundle`, each with PRERANK_WORKERS =
-    `bench_throughput_workers`, stopped when `stack` closes: (target -> server started,
-    target -> why it did not start)."""
+    `bench_throughput_workers` and PRERANK_REQUEST_THREADS = `request_threads` (None: unset),
+    stopped when `stack` closes: (target -> server started, target -> why it did not start)."""
     workers = settings.bench_throughput_workers
     env = service_env(settings) | {f"{ENV_PREFIX}WORKERS": str(workers)}
+    if request_threads is not None:
+        env[f"{ENV_PREFIX}REQUEST_THREADS"] = str(request_threads)
     started, failed = {}, {}
     for target, module in ((ECHO, ECHO_MODULE), (FIT, SERVICE_MODULE)):
         log_path = settings.bench_log_dir / f"{target}-{workers}-workers.log"
@@ -188,27 +191,44 @@ def start_servers(
 def measure_throughput(
     fit_bundle: Path, catalogue: np.ndarray, users: int, settings: BenchSettings
 ) -> list[Throughput]:
-    """The echo floor and the FIT service, both with the same worker processes and both running
-    all along, under the open-loop step-up in each of `bench_throughput_wire_formats`, floor and
-    FIT in turn per format; a server that does not start is not measured (with the reason)."""
+    """Per entry of `bench_throughput_request_threads`: the echo floor and the FIT service, both
+    with the same worker processes and threads and both running all along, under the open-loop
+    step-up in each of `bench_throughput_wire_formats`, floor and FIT in turn per format; a
+    server that does not start is not measured (with the reason)."""
+    return [
+        result
+        for request_threads in settings.bench_throughput_request_threads
+        for result in measure_configuration(fit_bundle, catalogue, users, settings, request_threads)
+    ]
+
+
+def measure_configuration(
+    fit_bundle: Path,
+    catalogue: np.ndarray,
+    users: int,
+    settings: BenchSettings,
+    request_threads: int | None,
+) -> list[Throughput]:
+    """`measure_throughput` of one PRERANK_REQUEST_THREADS (None: the service's default)."""
     workers = settings.bench_throughput_workers
     candidates = settings.bench_throughput_candidates
     results = []
     with ExitStack() as stack:
-        started, failed = start_servers(stack, fit_bundle, settings)
+        started, failed = start_servers(stack, fit_bundle, settings, request_threads)
         for wire_name in settings.bench_throughput_wire_formats:
             wire = WIRE_FORMATS[wire_name]
             bodies = throughput_bodies(catalogue, users, wire, settings)
             for target in (ECHO, FIT):
+                measured = Throughput(
+                    target, wire_name, workers, 0, candidates, request_threads=request_threads
+                )
                 if target in failed:
-                    reason = failed[target]
-                    results.append(
-                        Throughput(target, wire_name, workers, 0, candidates, not_measured=reason)
-                    )
+                    results.append(replace(measured, not_measured=failed[target]))
                     continue
                 service = started[target]
-                label = f"{target} x{workers} {wire_name}"
+                threads = "" if request_threads is None else f" threads={request_threads}"
+                label = f"{target} x{workers}{threads} {wire_name}"
                 steps = step_up(service, bodies, wire, settings, label)
                 processes = len(service.processes())
-                results.append(Throughput(target, wire_name, workers, processes, candidates, steps))
+                results.append(replace(measured, processes=processes, steps=steps))
     return results

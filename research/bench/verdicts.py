@@ -131,9 +131,22 @@ def scorer_efficiency_verdict(
     return Verdict(goal, e.share_of_gemm, limit, False, detail)
 
 
-def throughput_of(throughputs: Sequence[Throughput], target: str, wire: str) -> Throughput | None:
-    found = [t for t in throughputs if t.target == target and t.wire == wire]
+def throughput_of(
+    throughputs: Sequence[Throughput], target: str, wire: str, request_threads: int | None = None
+) -> Throughput | None:
+    found = [
+        t
+        for t in throughputs
+        if t.target == target and t.wire == wire and t.request_threads == request_threads
+    ]
     return found[0] if found else None
+
+
+def threads_name(request_threads: int | None) -> str:
+    """How a report names a PRERANK_REQUEST_THREADS of the open loop."""
+    if request_threads is None:
+        return "default threads"
+    return f"PRERANK_REQUEST_THREADS={request_threads}"
 
 
 def held_rate(throughput: Throughput, settings: BenchSettings) -> str:
@@ -176,21 +189,27 @@ def throughput_verdict(throughputs: Sequence[Throughput], settings: BenchSetting
         f"{workers} workers, {candidates:,} candidates, JSON: highest rate FIT holds / highest the "
         f"echo floor holds (p99 <= {settings.bench_tail_ratio_limit:g} x p50, zero errors)"
     )
+    judged, *_ = settings.bench_throughput_request_threads
+    if judged is not None:
+        goal += f", PRERANK_REQUEST_THREADS={judged}"
     parts = []
-    for wire in settings.bench_throughput_wire_formats:
-        fit, echo = throughput_of(throughputs, FIT, wire), throughput_of(throughputs, ECHO, wire)
-        ratio = rate_ratio(fit, echo)
-        shown = "-" if ratio is None else f"{ratio:.2f}"
-        figures = [
-            f"{name} {held_rate(found, settings)}"
-            for name, found in ((FIT, fit), (ECHO, echo))
-            if found is not None
-        ]
-        if figures:
-            parts.append(f"{wire} {shown}: " + "; ".join(figures))
+    for threads in settings.bench_throughput_request_threads:
+        for wire in settings.bench_throughput_wire_formats:
+            fit = throughput_of(throughputs, FIT, wire, threads)
+            echo = throughput_of(throughputs, ECHO, wire, threads)
+            ratio = rate_ratio(fit, echo)
+            shown = "-" if ratio is None else f"{ratio:.2f}"
+            figures = [
+                f"{name} {held_rate(found, settings)}"
+                for name, found in ((FIT, fit), (ECHO, echo))
+                if found is not None
+            ]
+            if figures:
+                parts.append(f"{threads_name(threads)}, {wire} {shown}: " + "; ".join(figures))
     detail = ". ".join(parts)  # no "|": the detail is a cell of the report's table
     value = rate_ratio(
-        throughput_of(throughputs, FIT, JSON_WIRE), throughput_of(throughputs, ECHO, JSON_WIRE)
+        throughput_of(throughputs, FIT, JSON_WIRE, judged),
+        throughput_of(throughputs, ECHO, JSON_WIRE, judged),
     )
     if value is None:
         return Verdict(goal, None, limit, False, f"no JSON rate of both held: {detail}")

@@ -1,6 +1,6 @@
 """The open-loop step-up: the echo floor and the FIT service, each with several workers, are
-started and stepped up in increasing rates in each wire format, and a rate holds only without
-errors, within the tail limit and keeping pace."""
+started (once per thread setting) and stepped up in increasing rates in each wire format, and a
+rate holds only without errors, within the tail limit and keeping pace."""
 
 from __future__ import annotations
 
@@ -25,16 +25,17 @@ def test_throughput_steps_up_the_floor_and_fit_with_the_same_workers(
         bench_throughput_candidates=50,
         bench_throughput_bodies=10,
         bench_throughput_wire_formats=("json", "msgpack"),
+        bench_throughput_request_threads=(None, 0),
         bench_candidates=(50,),
         bench_log_dir=tmp_path,
         bench_progress=False,
     )
     throughputs = measure_throughput(fit_bundle.path, catalogue, 100, settings)
-    assert [(t.wire, t.target) for t in throughputs] == [
-        ("json", ECHO),
-        ("json", FIT),
-        ("msgpack", ECHO),
-        ("msgpack", FIT),
+    assert [(t.request_threads, t.wire, t.target) for t in throughputs] == [
+        (threads, wire, target)
+        for threads in (None, 0)
+        for wire in ("json", "msgpack")
+        for target in (ECHO, FIT)
     ]
     for throughput in throughputs:
         assert throughput.not_measured is None

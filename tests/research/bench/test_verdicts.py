@@ -4,6 +4,8 @@ Two-Tower ratio deciding, the highest rate held before the first that broke."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from research.bench.targets import ECHO, FIT, TWO_TOWER
@@ -106,3 +108,21 @@ def test_the_goals_are_settings() -> None:
     assert throughput_verdict([echo, fit], GOALS).status == "MISS"  # 0.6 < 0.7
     laxer = GOALS.model_copy(update={"bench_throughput_ratio_goal": 0.5})
     assert throughput_verdict([echo, fit], laxer).status == "PASS"
+
+
+def test_throughput_verdict_judges_the_default_threads_and_shows_the_others() -> None:
+    def on_the_loop(found: Throughput) -> Throughput:
+        return replace(found, request_threads=0)
+
+    echo = throughput(ECHO, [step(500, 1.0, 2.0), step(1_000, 1.0, 9.0)])
+    fit = throughput(FIT, [step(200, 2.0, 4.0), step(500, 2.0, 9.0)])
+    fit_on_the_loop = on_the_loop(throughput(FIT, [step(500, 2.0, 4.0), step(800, 2.0, 9.0)]))
+    both = [echo, fit, on_the_loop(echo), fit_on_the_loop]
+    assert GOALS.bench_throughput_request_threads == (None, 0)
+    verdict = throughput_verdict(both, GOALS)
+    assert verdict.value == pytest.approx(0.4)  # 200 / 500 with the default threads
+    assert "default threads, json 0.40: fit held 200/s" in verdict.detail
+    assert "PRERANK_REQUEST_THREADS=0, json 1.00: fit held 500/s" in verdict.detail
+    judged_on_the_loop = GOALS.model_copy(update={"bench_throughput_request_threads": (0,)})
+    verdict = throughput_verdict(both, judged_on_the_loop)
+    assert verdict.value == pytest.approx(1.0) and verdict.goal.endswith("THREADS=0")
