@@ -92,6 +92,7 @@ class LatencyRow:
     client_cpu_percent: float  # of one core
     server_cpu_percent: float  # of one core, all server processes
     other_cpu_percent: float  # of one core, every other process of the machine
+    round_p50_ms: tuple[float, ...] = ()  # each round's own p50 (its targets started anew)
 
 
 def summarise(target: str, wire: str, requests: RequestSet, passes: Sequence[Pass]) -> LatencyRow:
@@ -114,6 +115,7 @@ def summarise(target: str, wire: str, requests: RequestSet, passes: Sequence[Pas
         client_cpu_percent=PERCENT * sum(p.cpu.client for p in passes) / window,
         server_cpu_percent=PERCENT * sum(p.cpu.server for p in passes) / window,
         other_cpu_percent=PERCENT * sum(p.cpu.other for p in passes) / window,
+        round_p50_ms=tuple(float(np.percentile(p.latencies_ms, 50)) for p in passes),
     )
 
 

@@ -65,6 +65,27 @@ def p50_of(
     return found[0] if found else None
 
 
+def round_ratios(
+    rows: Sequence[LatencyRow], over: tuple[str, str], under: tuple[str, str], candidates: int
+) -> str:
+    """Each round's p50 of the (target, wire) `over` / that of `under`, as '; rounds 1.05, ...':
+    how far the pooled ratio moves between rounds (their targets started anew); empty when a
+    row has no rounds."""
+
+    def rounds(target: str, wire: str) -> tuple[float, ...]:
+        found = [
+            r.round_p50_ms
+            for r in rows
+            if r.target == target and r.candidates == candidates and r.wire == wire
+        ]
+        return found[0] if found else ()
+
+    pairs = list(zip(rounds(*over), rounds(*under), strict=False))
+    if not pairs:
+        return ""
+    return "; rounds " + ", ".join(f"{a / b:.2f}" for a, b in pairs)
+
+
 def not_measured_at(candidates: int, wire: str) -> str:
     return f"{candidates:,} candidates over {wire} not in PRERANK_BENCH_CANDIDATES x WIRE_FORMATS"
 
@@ -88,11 +109,13 @@ def two_tower_verdict(rows: Sequence[LatencyRow], settings: BenchSettings) -> Ve
         if fit is None or two_tower is None:
             return Verdict(goal, None, limit, True, not_measured_at(candidates, JSON_WIRE))
         ratios[candidates] = (fit / two_tower, fit, two_tower)
-    detail = "; ".join(
-        f"{n:,}: {ratio:.3f} ({fit:.2f} / {tt:.2f} ms)" for n, (ratio, fit, tt) in ratios.items()
+    detail = ". ".join(
+        f"{n:,}: {ratio:.3f} ({fit:.2f} / {tt:.2f} ms"
+        f"{round_ratios(rows, (FIT, JSON_WIRE), (TWO_TOWER, JSON_WIRE), n)})"
+        for n, (ratio, fit, tt) in ratios.items()
     )
     worst = max(ratio for ratio, _, _ in ratios.values())
-    return Verdict(goal, worst, limit, True, f"{detail}; paper {PAPER_TWO_TOWER_RATIO}")
+    return Verdict(goal, worst, limit, True, f"{detail}. Paper {PAPER_TWO_TOWER_RATIO}")
 
 
 def binary_floor_verdict(rows: Sequence[LatencyRow], settings: BenchSettings) -> Verdict:
@@ -107,6 +130,7 @@ def binary_floor_verdict(rows: Sequence[LatencyRow], settings: BenchSettings) ->
     if echo is None:
         return Verdict(goal, None, limit, True, not_measured_at(candidates, JSON_WIRE))
     detail = f"FIT over {wire} {fit:.2f} ms, echo over JSON {echo:.2f} ms"
+    detail += round_ratios(rows, (FIT, wire), (ECHO, JSON_WIRE), candidates)
     binary_echo = p50_of(rows, ECHO, candidates, wire)
     if binary_echo is not None:
         detail += f" (echo over {wire} {binary_echo:.2f} ms)"

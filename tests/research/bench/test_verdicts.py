@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from research.bench.latency_passes import LatencyRow
 from research.bench.targets import ECHO, FIT, TWO_TOWER
 from research.bench.throughput import Throughput
 from research.bench.verdicts import (
@@ -126,3 +127,24 @@ def test_throughput_verdict_judges_the_default_threads_and_shows_the_others() ->
     judged_on_the_loop = GOALS.model_copy(update={"bench_throughput_request_threads": (0,)})
     verdict = throughput_verdict(both, judged_on_the_loop)
     assert verdict.value == pytest.approx(1.0) and verdict.goal.endswith("THREADS=0")
+
+
+def test_latency_verdicts_show_each_rounds_ratio() -> None:
+    def rounds(found: LatencyRow, *p50s: float) -> LatencyRow:
+        return replace(found, round_p50_ms=p50s)
+
+    rows = [
+        rounds(row(FIT, 1_000, 2.2), 2.2, 2.0, 2.4),
+        rounds(row(TWO_TOWER, 1_000, 2.0), 2.0, 2.0, 2.0),
+        rounds(row(FIT, 5_000, 5.0), 5.0, 6.0),  # a round short: ratios of the rounds both have
+        rounds(row(TWO_TOWER, 5_000, 5.0), 4.0, 5.0, 6.0),
+        rounds(row(ECHO, 5_000, 4.0), 4.0, 4.0),
+        rounds(row(FIT, 5_000, 3.0, MSGPACK), 3.0, 5.0),
+    ]
+    detail = two_tower_verdict(rows, GOALS).detail
+    assert "1,000: 1.100 (2.20 / 2.00 ms; rounds 1.10, 1.00, 1.20)" in detail
+    assert "5,000: 1.000 (5.00 / 5.00 ms; rounds 1.25, 1.20)" in detail
+    assert "rounds 0.75, 1.25" in binary_floor_verdict(rows, GOALS).detail
+    pooled_only = [row(target, n, 2.0) for target in (FIT, TWO_TOWER) for n in (1_000, 5_000)]
+    assert two_tower_verdict(pooled_only, GOALS).value == 1.0
+    assert "rounds" not in two_tower_verdict(pooled_only, GOALS).detail
