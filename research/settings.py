@@ -53,6 +53,12 @@ class BenchSettings(CommonSettings):
         description="rounds over every (candidate count, target); each round changes the order "
         "of the targets, so drift on the machine is shared out",
     )
+    bench_slice_requests: int = Field(
+        default=25,
+        ge=1,
+        description="timed requests a (target, format) turn sends before the next turn's: the "
+        "turns take their slices in rotation, so a slow spell of the machine falls on each alike",
+    )
     bench_history: int = Field(
         default=20, ge=0, description="history item ids each request carries (the user tower's)"
     )

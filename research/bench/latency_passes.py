@@ -95,8 +95,12 @@ class LatencyRow:
     round_p50_ms: tuple[float, ...] = ()  # each round's own p50 (its targets started anew)
 
 
-def summarise(target: str, wire: str, requests: RequestSet, passes: Sequence[Pass]) -> LatencyRow:
-    """Every round's passes of one target in one format at one candidate count, as one row."""
+def summarise(
+    target: str, wire: str, requests: RequestSet, rounds: Sequence[Sequence[Pass]]
+) -> LatencyRow:
+    """Every round's passes (each round a list of slices) of one target in one format at one
+    candidate count, as one row: pooled, with each round's own p50 beside."""
+    passes = [p for slices in rounds for p in slices]
     latencies = np.concatenate([p.latencies_ms for p in passes])
     p50, p95, p99 = (float(v) for v in np.percentile(latencies, PERCENTILES))
     window = sum(p.cpu.window_seconds for p in passes)
@@ -115,8 +119,12 @@ def summarise(target: str, wire: str, requests: RequestSet, passes: Sequence[Pas
         client_cpu_percent=PERCENT * sum(p.cpu.client for p in passes) / window,
         server_cpu_percent=PERCENT * sum(p.cpu.server for p in passes) / window,
         other_cpu_percent=PERCENT * sum(p.cpu.other for p in passes) / window,
-        round_p50_ms=tuple(float(np.percentile(p.latencies_ms, 50)) for p in passes),
+        round_p50_ms=tuple(round_p50(slices) for slices in rounds),
     )
+
+
+def round_p50(slices: Sequence[Pass]) -> float:
+    return float(np.percentile(np.concatenate([p.latencies_ms for p in slices]), 50))
 
 
 def rotated(turns: Sequence[Turn], shift: int) -> list[Turn]:
@@ -133,14 +141,15 @@ def measure_latency(
     settings: BenchSettings,
 ) -> list[LatencyRow]:
     """Closed-loop latency of every target in every format of `bench_wire_formats` at every
-    candidate count. Each round starts the targets anew (`start_targets`): on a shared VM one
-    process can run the same code 1.5-2x slower than the next, steadily, so each round samples a
-    target's process speed again. Per round and count, every (target, format) turn gets the same
-    requests, back to back, in an order that rotates between turns."""
+    candidate count. Each round starts the targets anew (`start_targets`): a process's speed on a
+    shared VM varies from one start to the next. Per round and count, every (target, format)
+    turn gets the same requests: each its warm-up, then the timed ones in slices of
+    `bench_slice_requests`, the turns taking their slices in rotation, so a slow spell of the
+    machine (they last from a fraction of a second to minutes here) falls on every target
+    alike."""
     rng = np.random.default_rng(settings.bench_seed)
-    passes: dict[tuple[str, str, int], list[Pass]] = defaultdict(list)
+    rounds: dict[tuple[str, str, int], list[list[Pass]]] = defaultdict(list)
     sets: dict[int, RequestSet] = {}
-    per_target = settings.bench_warmup + settings.bench_requests
     counts = settings.bench_candidates
     targets: list[str] = []
     with tqdm(
@@ -151,39 +160,63 @@ def measure_latency(
         for round_index in range(settings.bench_rounds):
             with start_targets() as services:
                 targets = list(services)
-                turns = [
-                    (target, wire) for wire in settings.bench_wire_formats for target in targets
-                ]
                 for wanted, candidates in enumerate(counts):
-                    sets[candidates] = request_set(
-                        catalogue, candidates, per_target, settings.bench_history, users, rng
-                    )
-                    bodies = {
-                        wire: sets[candidates].encoded(WIRE_FORMATS[wire])
-                        for wire in settings.bench_wire_formats
-                    }
                     bar.set_postfix_str(f"round {round_index + 1} N={candidates}")
-                    for target, wire in rotated(turns, round_index + wanted):
-                        result = measure_pass(
-                            services[target],
-                            bodies[wire],
-                            settings.bench_warmup,
-                            settings.bench_request_timeout_seconds,
-                            WIRE_FORMATS[wire],
-                        )
-                        passes[target, wire, candidates].append(result)
+                    sets[candidates] = request_set(
+                        catalogue,
+                        candidates,
+                        settings.bench_warmup + settings.bench_requests,
+                        settings.bench_history,
+                        users,
+                        rng,
+                    )
+                    measured = measure_count(
+                        services, sets[candidates], round_index + wanted, settings
+                    )
+                    for (target, wire), slices in measured.items():
+                        rounds[target, wire, candidates].append(slices)
                         log.info(
-                            "round %d, %d candidates, %s over %s: p50 %.2f ms, p99 %.2f ms",
+                            "round %d, %d candidates, %s over %s: p50 %.2f ms",
                             round_index + 1,
                             candidates,
                             target,
                             wire,
-                            *np.percentile(result.latencies_ms, HEADLINE_PERCENTILES),
+                            round_p50(slices),
                         )
                     bar.update()
     return [
-        summarise(target, wire, sets[candidates], passes[target, wire, candidates])
+        summarise(target, wire, sets[candidates], rounds[target, wire, candidates])
         for wire in settings.bench_wire_formats
         for target in targets
         for candidates in counts
     ]
+
+
+def measure_count(
+    services: Mapping[str, ServiceProcess],
+    requests: RequestSet,
+    shift: int,
+    settings: BenchSettings,
+) -> dict[tuple[str, str], list[Pass]]:
+    """One round at one candidate count: (target, format) -> its slices of timed requests. The
+    first slice of each turn is preceded by its untimed warm-up; the order of the turns rotates
+    from slice to slice (and starts at `shift`)."""
+    bodies = {wire: requests.encoded(WIRE_FORMATS[wire]) for wire in settings.bench_wire_formats}
+    turns = [(target, wire) for wire in settings.bench_wire_formats for target in services]
+    warmup, size = settings.bench_warmup, settings.bench_slice_requests
+    slices: dict[tuple[str, str], list[Pass]] = defaultdict(list)
+    for index, start in enumerate(range(warmup, warmup + settings.bench_requests, size)):
+        stop = min(start + size, warmup + settings.bench_requests)
+        first = index == 0
+        for target, wire in rotated(turns, shift + index):
+            part = bodies[wire][start - warmup if first else start : stop]
+            slices[target, wire].append(
+                measure_pass(
+                    services[target],
+                    part,
+                    warmup if first else 0,
+                    settings.bench_request_timeout_seconds,
+                    WIRE_FORMATS[wire],
+                )
+            )
+    return slices

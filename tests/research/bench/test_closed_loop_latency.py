@@ -11,7 +11,7 @@ import msgpack
 import numpy as np
 import orjson
 
-from research.bench.latency_passes import measure_latency
+from research.bench.latency_passes import measure_count, measure_latency
 from research.bench.request_sets import request_set
 from research.bench.wire_formats import WIRE_FORMATS
 from research.service_process import ServiceProcess
@@ -29,6 +29,7 @@ def test_closed_loop_figures_are_sane(
         bench_requests=8,
         bench_warmup=2,
         bench_rounds=2,
+        bench_slice_requests=3,  # 8 timed requests per turn: slices of 3, 3 and 2
         bench_history=5,
         bench_progress=False,
     )
@@ -46,6 +47,7 @@ def test_closed_loop_figures_are_sane(
     ]
     for row in rows:
         assert row.requests == 16 and row.errors == 0 and row.deadline_fallbacks == 0
+        assert len(row.round_p50_ms) == 2 and all(p50 > 0 for p50 in row.round_p50_ms)
         assert 0 < row.p50_ms <= row.p95_ms <= row.p99_ms
         assert row.requests_per_second > 0
         assert row.client_cpu_percent >= 0 and row.server_cpu_percent >= 0
@@ -67,3 +69,22 @@ def test_request_sets_pad_past_the_catalogue_with_unknown_ids(catalogue: np.ndar
         assert ids.size == np.unique(ids).size == catalogue.size + 20
         assert np.isin(ids, catalogue).sum() == catalogue.size
         assert len(parsed["history"]) == 4 and 1 <= parsed["user_id"] < 50
+
+
+def test_turns_take_their_slices_in_rotation(
+    servers: dict[str, ServiceProcess], catalogue: np.ndarray
+) -> None:
+    settings = BenchSettings(
+        bench_wire_formats=("json", "msgpack"),
+        bench_requests=7,
+        bench_warmup=2,
+        bench_slice_requests=3,
+        bench_history=5,
+        bench_progress=False,
+    )
+    requests = request_set(catalogue, 20, 9, 5, 100, np.random.default_rng(0))
+    slices = measure_count(servers, requests, 0, settings)
+    assert set(slices) == {(t, w) for t in servers for w in ("json", "msgpack")}
+    for passes in slices.values():
+        assert [p.latencies_ms.size for p in passes] == [3, 3, 1]  # the warm-up untimed
+        assert all(p.errors == 0 for p in passes)
