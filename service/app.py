@@ -10,9 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
-from anyio import to_thread
 from fastapi import Depends, FastAPI
-from threadpoolctl import threadpool_limits
 
 from prerank_contract.bundle import BundleError
 from service.auth import UNAUTHORIZED_RESPONSE, require_api_key
@@ -20,7 +18,7 @@ from service.bundle_cache import BundleCache
 from service.feature_store import FeatureStore
 from service.lifecycle import ModelFollower, RefusedVersionError, describe, prepare
 from service.metrics import Metrics
-from service.routes import api_router, probe_router
+from service.routes import api_router, probe_router, set_thread_limits
 from service.settings import ServiceSettings
 from service.snapshot import Snapshot
 from service.state import ServiceState, Serving
@@ -70,9 +68,7 @@ def redis_problem(settings: ServiceSettings, follower: ModelFollower | None) -> 
 def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # with 0 request threads, /prerank computes on the loop; /clusters still uses the pool
-        to_thread.current_default_thread_limiter().total_tokens = max(settings.request_threads, 1)
-        threadpool_limits(limits=settings.blas_threads)
+        set_thread_limits(settings)
         state: ServiceState = app.state.prerank
         client = settings.redis_client() if settings.use_redis else None
         store_client = (

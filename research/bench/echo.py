@@ -22,10 +22,8 @@ from types import FrameType
 
 import numpy as np
 import uvicorn
-from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from threadpoolctl import threadpool_limits
 
 from prerank_contract.http import (
     ANSWER_TYPES,
@@ -38,7 +36,13 @@ from prerank_contract.manifest import ITEM_IDS_FILE
 from prerank_contract.settings import configure_logging, load_settings
 from prerank_contract.traffic import CONTROL
 from service.ranking import best_first, deduplicate, invalid, parse_request
-from service.routes import answer_format, body_format, read_body, run_request_work
+from service.routes import (
+    answer_format,
+    body_format,
+    read_body,
+    run_request_work,
+    set_thread_limits,
+)
 from service.settings import ServiceSettings
 from service.snapshot import search_sorted
 from service.workers import STOP_MARGIN_SECONDS, WATCH_SECONDS, bind, uvicorn_config
@@ -112,8 +116,7 @@ def create_echo_app(settings: ServiceSettings, catalogue: np.ndarray | None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        to_thread.current_default_thread_limiter().total_tokens = max(settings.request_threads, 1)
-        threadpool_limits(limits=settings.blas_threads)
+        set_thread_limits(settings)
         yield
 
     app = FastAPI(title="prerank echo floor", lifespan=lifespan)

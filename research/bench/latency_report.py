@@ -20,7 +20,7 @@ from research.bench.latency_passes import LatencyRow
 from research.bench.latency_plot import plot_latency
 from research.bench.scorer_efficiency import ScorerEfficiency
 from research.bench.scoring_paths import ScoringPaths
-from research.bench.throughput import Throughput, error_kinds_note
+from research.bench.throughput import Throughput, error_kinds_note, threads_name
 from research.bench.verdicts import Verdict
 from research.machine import cpu_model
 from research.markdown import markdown_templates
@@ -107,6 +107,7 @@ def templates() -> jinja2.Environment:
         "fmt": format,
         "join_formatted": join_formatted,
         "error_kinds_note": error_kinds_note,
+        "threads_name": threads_name,
         "p50_grid": p50_grid,
     }
     return markdown_templates(TEMPLATES, filters, trim_blocks=True)

@@ -69,6 +69,13 @@ class Throughput:
         return best
 
 
+def threads_name(request_threads: int | None) -> str:
+    """How a report names a PRERANK_REQUEST_THREADS of the open loop."""
+    if request_threads is None:
+        return "default threads"
+    return f"PRERANK_REQUEST_THREADS={request_threads}"
+
+
 def rate_holds(
     p50_ms: float,
     p99_ms: float,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from research.bench.latency_passes import LatencyRow
 from research.bench.scorer_efficiency import ScorerEfficiency
 from research.bench.targets import ECHO, FIT, TWO_TOWER
-from research.bench.throughput import RateStep, Throughput, error_kinds_note
+from research.bench.throughput import RateStep, Throughput, error_kinds_note, threads_name
 from research.bench.wire_formats import JSON_WIRE
 from research.settings import BenchSettings
 
@@ -54,15 +54,20 @@ class Verdict:
         )
 
 
+def row_of(
+    rows: Sequence[LatencyRow], target: str, candidates: int, wire: str = JSON_WIRE
+) -> LatencyRow | None:
+    found = [
+        r for r in rows if r.target == target and r.candidates == candidates and r.wire == wire
+    ]
+    return found[0] if found else None
+
+
 def p50_of(
     rows: Sequence[LatencyRow], target: str, candidates: int, wire: str = JSON_WIRE
 ) -> float | None:
-    found = [
-        r.p50_ms
-        for r in rows
-        if r.target == target and r.candidates == candidates and r.wire == wire
-    ]
-    return found[0] if found else None
+    found = row_of(rows, target, candidates, wire)
+    return None if found is None else found.p50_ms
 
 
 def round_ratios(
@@ -71,16 +76,13 @@ def round_ratios(
     """Each round's p50 of the (target, wire) `over` / that of `under`, as '; rounds 1.05, ...':
     how far the pooled ratio moves between rounds (their targets started anew); empty when a
     row has no rounds."""
-
-    def rounds(target: str, wire: str) -> tuple[float, ...]:
-        found = [
-            r.round_p50_ms
-            for r in rows
-            if r.target == target and r.candidates == candidates and r.wire == wire
-        ]
-        return found[0] if found else ()
-
-    pairs = list(zip(rounds(*over), rounds(*under), strict=False))
+    over_row, under_row = (
+        row_of(rows, over[0], candidates, over[1]),
+        row_of(rows, under[0], candidates, under[1]),
+    )
+    if over_row is None or under_row is None:
+        return ""
+    pairs = list(zip(over_row.round_p50_ms, under_row.round_p50_ms, strict=False))
     if not pairs:
         return ""
     return "; rounds " + ", ".join(f"{a / b:.2f}" for a, b in pairs)
@@ -164,13 +166,6 @@ def throughput_of(
         if t.target == target and t.wire == wire and t.request_threads == request_threads
     ]
     return found[0] if found else None
-
-
-def threads_name(request_threads: int | None) -> str:
-    """How a report names a PRERANK_REQUEST_THREADS of the open loop."""
-    if request_threads is None:
-        return "default threads"
-    return f"PRERANK_REQUEST_THREADS={request_threads}"
 
 
 def held_rate(throughput: Throughput, settings: BenchSettings) -> str:
