@@ -18,10 +18,11 @@ from service.bundle_cache import BundleCache
 from service.feature_store import FeatureStore
 from service.lifecycle import ModelFollower, RefusedVersionError, describe, prepare
 from service.metrics import Metrics
-from service.routes import api_router, probe_router, set_thread_limits
+from service.routes import api_router, probe_router
 from service.settings import ServiceSettings
 from service.snapshot import Snapshot
 from service.state import ServiceState, Serving
+from service.tuning import tune_process
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def redis_problem(settings: ServiceSettings, follower: ModelFollower | None) -> 
 def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        set_thread_limits(settings)
+        tune_process(settings)
         state: ServiceState = app.state.prerank
         client = settings.redis_client() if settings.use_redis else None
         store_client = (

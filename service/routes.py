@@ -9,13 +9,11 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
-from threadpoolctl import threadpool_limits
 
 from prerank_contract.http import (
     ANSWER_TYPES,
@@ -155,14 +153,6 @@ def answer_format(accept: str | None) -> AnswerFormat | None:
         if best is None or rank_key[:2] > best[:2]:
             best = rank_key
     return None if best is None else best[2]
-
-
-def set_thread_limits(settings: ServiceSettings) -> None:
-    """This process's threads, set from the event loop at start-up: the request thread pool
-    (at least one thread: with PRERANK_REQUEST_THREADS=0 /prerank computes on the loop, but
-    /clusters still uses the pool) and numpy's BLAS threads."""
-    to_thread.current_default_thread_limiter().total_tokens = max(settings.request_threads, 1)
-    threadpool_limits(limits=settings.blas_threads)
 
 
 async def run_request_work(threads: int, work: Callable[..., Answered], *args: Any) -> Answered:

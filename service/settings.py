@@ -111,6 +111,14 @@ class ServiceSettings(CommonSettings):
         description="after start-up, move every object alive then out of the garbage "
         "collector's reach (gc.freeze), so full collections do not rescan them mid-request",
     )
+    malloc_retain_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=0,
+        description="freed memory the C allocator keeps for the next request rather than "
+        "giving it back to the OS (glibc's trim threshold; blocks up to 32 MiB come from the "
+        "heap, not a mapping of their own): without it a process can page-fault a request's "
+        "arrays in anew every time; 0: the C library's adaptive defaults",
+    )
     ort_intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads per op")
     ort_inter_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime parallel ops")
     ort_cpu_arena: bool = Field(default=True, description="ONNX Runtime CPU memory arena")

@@ -39,6 +39,8 @@ from research.bench.targets import ECHO, FIT, TWO_TOWER, serving
 from research.bench.throughput import measure_throughput
 from research.bench.verdicts import verdicts_of
 from research.settings import REPO_ROOT, BenchSettings
+from service.settings import ServiceSettings
+from service.tuning import retain_freed_memory
 
 log = logging.getLogger("research.bench")
 
@@ -163,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # client for tens of ms, which would be timed as the server's. Frozen, collections skip them.
     gc.collect()
     gc.freeze()
+    # The client reads every answer into fresh buffers: as in the servers (`tune_process`), that
+    # memory is kept for the next answer rather than page-faulted in anew each time.
+    retain_freed_memory(ServiceSettings().malloc_retain_bytes)
     try:
         report = run_bench(settings, command)
     except BenchError as exc:

@@ -41,10 +41,10 @@ from service.routes import (
     body_format,
     read_body,
     run_request_work,
-    set_thread_limits,
 )
 from service.settings import ServiceSettings
 from service.snapshot import search_sorted
+from service.tuning import tune_process
 from service.workers import STOP_MARGIN_SECONDS, WATCH_SECONDS, bind, uvicorn_config
 
 log = logging.getLogger("research.bench.echo")
@@ -116,7 +116,7 @@ def create_echo_app(settings: ServiceSettings, catalogue: np.ndarray | None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        set_thread_limits(settings)
+        tune_process(settings)
         yield
 
     app = FastAPI(title="prerank echo floor", lifespan=lifespan)
