@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -24,6 +26,21 @@ class MLP(nn.Sequential):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return super().forward(inputs)
+
+    def forward_parts(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """`forward(torch.cat(parts, -1))` for parts [..., D_i] that broadcast against each other:
+        the first Linear applied to each part and the products summed, so a part shared by
+        many rows (FIT's profile, the same for all K queries) is multiplied once, and no
+        broadcast copy of it is built."""
+        first, *rest = self
+        assert isinstance(first, nn.Linear)
+        weights = first.weight.split([part.shape[-1] for part in parts], dim=1)
+        hidden = first.bias
+        for part, weight in zip(parts, weights, strict=True):
+            hidden = hidden + part @ weight.T
+        for layer in rest:
+            hidden = layer(hidden)
+        return hidden
 
 
 class LayerwiseHeadsMLP(nn.Module):

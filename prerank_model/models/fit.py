@@ -101,8 +101,13 @@ class FIT(PrerankModel):
         """The user tower under given meta queries: queries [B, Q, D_c] -> [B, Q, H_u, d]."""
         behaviours = self.item_embedding(history)  # [B, L, D_c]
         interest = self.din(queries, behaviours, history_mask(history))  # [B, Q, D_c]
-        profile = self.user_embedding(user_features).unsqueeze(1).expand(-1, queries.shape[1], -1)
-        heads = self.user_tower(torch.cat([profile, interest, queries], dim=-1))
+        profile = self.user_embedding(user_features).unsqueeze(1)  # [B, 1, D_u]
+        if torch.compiler.is_exporting():
+            # the serving graph: the profile's share of the first layer once, not once per query
+            heads = self.user_tower.forward_parts([profile, interest, queries])
+        else:
+            inputs = [profile.expand(-1, queries.shape[1], -1), interest, queries]
+            heads = self.user_tower(torch.cat(inputs, dim=-1))
         return heads.view(*queries.shape[:2], self.num_user_heads, self.config.head_dim)
 
     def encode_user(self, user_features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:

@@ -102,3 +102,22 @@ def test_training_routes_match_the_plain_lookup_in_values_and_gradients() -> Non
         assert torch.count_nonzero(plain_grad) > 0
         torch.testing.assert_close(trained_grad, plain_grad, rtol=0, atol=1e-12)
         assert torch.count_nonzero(trained_grad[PADDING_INDEX]) == 0
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(
+    "fields",
+    [FIELDS, tuple(spec for spec in FIELDS if spec.slots == 1)],
+    ids=["with a multi-slot field", "single-slot fields"],
+)
+def test_the_export_form_looks_up_one_stacked_table_with_the_same_values(
+    fields: tuple[FieldSpec, ...],
+) -> None:
+    torch.manual_seed(0)
+    embedding = FieldEmbedding(fields, DIM, init_std=None).eval()
+    columns = [0, 1, 2, 3, 4] if len(fields) == len(FIELDS) else [0, 4]
+    rows = ROWS[:, columns]
+    torch.testing.assert_close(embedding._stacked_lookup(rows), embedding(rows), rtol=0, atol=0)
+    torch.testing.assert_close(
+        embedding._stacked_lookup(rows.view(2, 2, -1)), embedding(rows.view(2, 2, -1))
+    )
