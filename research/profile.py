@@ -102,7 +102,8 @@ def report(
         "closed-loop client sent "
         f"{requests:,} requests of {settings.profile_candidates:,} candidates to {bundle.name}. "
         f"{total:,} busy samples (threads waiting for work left out). Flame graph: "
-        "[profile.svg](profile.svg).",
+        "[profile.svg](profile.svg). What was changed to get here, each step measured: "
+        "[speedups.md](speedups.md).",
         "",
         "| function | own % | with callees % |",
         "|---|--:|--:|",

@@ -39,7 +39,7 @@ def retain_freed_memory(retain_bytes: int) -> bool:
     request's arrays (a 5,000-candidate request allocates a few MB) were given back to the OS
     when freed and page-faulted in again by the next request: 425 minor faults and about 0.5 ms
     per request at 5,000 candidates, in one process and not in another with the same code
-    (docs/benchmarks/profile.md)."""
+    (docs/benchmarks/speedups.md)."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
         return False

@@ -70,7 +70,7 @@ class FieldEmbedding(nn.Module):
         """`forward` as the exported graph computes it: every slot's row gathered at once from
         the tables stacked into one (a constant ONNX Runtime folds at load), instead of a
         split, a gather and a squeeze per field and their concatenation: in FIT's user tower,
-        fewer nodes cost 5-7 us of its 40-60 (`docs/benchmarks/profile.md`). The same values:
+        fewer nodes cost 5-7 us of its 40-60 (`docs/benchmarks/speedups.md`). The same values:
         a table's padding row is a zero row at its offset."""
         stacked = torch.cat(
             [table.weight for table in self.tables if isinstance(table, nn.Embedding)]
