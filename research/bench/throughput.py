@@ -5,7 +5,7 @@ tail limit, or answers falling behind the rate)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -119,21 +119,46 @@ def rate_step(run: OpenLoopRun, meter: CpuMeter, settings: BenchSettings) -> Rat
     )
 
 
-def step_up(
-    service: ServiceProcess,
+RateMeasure = Callable[[str, float], RateStep]
+"""(target, rate) -> one open-loop run of that target at that rate, judged."""
+
+
+def step_up_in_turn(
+    targets: Sequence[str], rates: Sequence[float], measure: RateMeasure, label: str, progress: bool
+) -> dict[str, list[RateStep]]:
+    """Each target at each rate, increasing, the targets in turn at every rate (their order
+    reversed from one rate to the next), so a slow spell of the machine falls on each alike
+    rather than on one target's whole step-up; a target stops at its first rate not held, the
+    others go on. target -> its steps."""
+    steps: dict[str, list[RateStep]] = {target: [] for target in targets}
+    stepping = list(targets)
+    for index, rate in enumerate(
+        tqdm(sorted(rates), desc=f"open loop {label}", disable=not progress)
+    ):
+        for target in list(stepping if index % 2 == 0 else reversed(stepping)):
+            step = measure(target, rate)
+            steps[target].append(step)
+            log.info("open loop %s %s: %s", target, label, step)
+            if not step.held:
+                stepping.remove(target)
+        if not stepping:
+            break
+    return steps
+
+
+def open_loop_measure(
+    services: Mapping[str, ServiceProcess],
     bodies: Sequence[bytes],
     wire: WireFormat,
     settings: BenchSettings,
-    label: str,
-) -> list[RateStep]:
-    """Open loop at each rate of `bench_throughput_rates` (increasing) until one breaks; `bodies`
-    in `wire`'s encoding, the answers asked for in it."""
-    url = f"{service.url}/prerank"
-    rates = sorted(settings.bench_throughput_rates)
+) -> RateMeasure:
+    """`bodies` (in `wire`'s encoding, the answers asked for in it) at one rate for
+    `bench_throughput_seconds` against one of `services`, its CPU metered; each service first
+    gets `bench_throughput_warmup_seconds` at the lowest rate."""
 
-    def run_at(rate: float, seconds: float) -> OpenLoopRun:
+    def run_at(target: str, rate: float, seconds: float) -> OpenLoopRun:
         return open_loop(
-            url,
+            f"{services[target].url}/prerank",
             bodies,
             rate,
             seconds,
@@ -144,16 +169,18 @@ def step_up(
         )
 
     if settings.bench_throughput_warmup_seconds:
-        run_at(rates[0], settings.bench_throughput_warmup_seconds)
-    steps: list[RateStep] = []
-    for rate in tqdm(rates, desc=f"open loop {label}", disable=not settings.bench_progress):
-        meter = CpuMeter(service.processes())
-        step = rate_step(run_at(rate, settings.bench_throughput_seconds), meter, settings)
-        steps.append(step)
-        log.info("open loop %s: %s", label, step)
-        if not step.held:
-            break
-    return steps
+        for target in services:
+            run_at(
+                target,
+                min(settings.bench_throughput_rates),
+                settings.bench_throughput_warmup_seconds,
+            )
+
+    def measure(target: str, rate: float) -> RateStep:
+        meter = CpuMeter(services[target].processes())
+        return rate_step(run_at(target, rate, settings.bench_throughput_seconds), meter, settings)
+
+    return measure
 
 
 def throughput_bodies(
@@ -200,8 +227,8 @@ def measure_throughput(
 ) -> list[Throughput]:
     """Per entry of `bench_throughput_request_threads`: the echo floor and the FIT service, both
     with the same worker processes and threads and both running all along, under the open-loop
-    step-up in each of `bench_throughput_wire_formats`, floor and FIT in turn per format; a
-    server that does not start is not measured (with the reason)."""
+    step-up in each of `bench_throughput_wire_formats`, floor and FIT in turn at every rate
+    (`step_up_in_turn`); a server that does not start is not measured (with the reason)."""
     return [
         result
         for request_threads in settings.bench_throughput_request_threads
@@ -225,6 +252,14 @@ def measure_configuration(
         for wire_name in settings.bench_throughput_wire_formats:
             wire = WIRE_FORMATS[wire_name]
             bodies = throughput_bodies(catalogue, users, wire, settings)
+            threads = "" if request_threads is None else f" threads={request_threads}"
+            steps = step_up_in_turn(
+                list(started),
+                settings.bench_throughput_rates,
+                open_loop_measure(started, bodies, wire, settings),
+                f"x{workers}{threads} {wire_name}",
+                settings.bench_progress,
+            )
             for target in (ECHO, FIT):
                 measured = Throughput(
                     target, wire_name, workers, 0, candidates, request_threads=request_threads
@@ -232,10 +267,6 @@ def measure_configuration(
                 if target in failed:
                     results.append(replace(measured, not_measured=failed[target]))
                     continue
-                service = started[target]
-                threads = "" if request_threads is None else f" threads={request_threads}"
-                label = f"{target} x{workers}{threads} {wire_name}"
-                steps = step_up(service, bodies, wire, settings, label)
-                processes = len(service.processes())
-                results.append(replace(measured, processes=processes, steps=steps))
+                processes = len(started[target].processes())
+                results.append(replace(measured, processes=processes, steps=steps[target]))
     return results

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from research.bench.targets import ECHO, FIT
-from research.bench.throughput import measure_throughput, rate_holds
+from research.bench.throughput import RateStep, measure_throughput, rate_holds, step_up_in_turn
 from research.settings import BenchSettings
 from tests.conftest import Bundle
 from tests.research.bench.builders import GOALS
@@ -52,3 +52,30 @@ def test_rate_holds_only_when_answers_keep_pace() -> None:
     assert not rate_holds(2.0, 8.1, 0, 100.0, 100.0, GOALS)  # tail
     assert not rate_holds(2.0, 3.0, 1, 100.0, 100.0, GOALS)  # an error
     assert not rate_holds(2.0, 3.0, 0, 90.0, 100.0, GOALS)  # falling behind
+
+
+def judged(rate: float, held: bool) -> RateStep:
+    return RateStep(rate, 10, rate, rate, 0, {}, 1.0, 2.0, 0.1, 5.0, 50.0, 0.0, held)
+
+
+def test_targets_step_up_in_turn_each_until_its_first_broken_rate() -> None:
+    """The floor and FIT alternate at every rate, their order reversed from one rate to the
+    next; each stops at its own first broken rate, the other goes on."""
+    breaks_at = {ECHO: 400.0, FIT: 200.0}
+    calls: list[tuple[str, float]] = []
+
+    def measure(target: str, rate: float) -> RateStep:
+        calls.append((target, rate))
+        return judged(rate, rate < breaks_at[target])
+
+    steps = step_up_in_turn([ECHO, FIT], (300.0, 100.0, 200.0, 400.0, 500.0), measure, "", False)
+    assert calls == [
+        (ECHO, 100.0),
+        (FIT, 100.0),
+        (FIT, 200.0),  # reversed at the second rate
+        (ECHO, 200.0),
+        (ECHO, 300.0),  # FIT broke at 200: the floor goes on alone
+        (ECHO, 400.0),
+    ]
+    assert [s.rate for s in steps[FIT]] == [100.0, 200.0]
+    assert [s.held for s in steps[ECHO]] == [True, True, True, False]
