@@ -151,6 +151,12 @@ class BenchSettings(CommonSettings):
     bench_throughput_seconds: float = Field(
         default=8.0, gt=0, description="duration of each open-loop rate"
     )
+    bench_throughput_reruns: int = Field(
+        default=1,
+        ge=0,
+        description="times a rate that broke is run again before it ends a step-up: one tail "
+        "spike of a shared machine must not (seen: the floor breaking at a rate FIT then held)",
+    )
     bench_throughput_warmup_seconds: float = Field(
         default=2.0, ge=0, description="open-loop warm-up at the lowest rate, not recorded"
     )

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from research.bench.targets import ECHO, FIT
-from research.bench.throughput import RateStep, measure_throughput, rate_holds, step_up_in_turn
+from research.bench.throughput import (
+    RateStep,
+    Throughput,
+    measure_throughput,
+    rate_holds,
+    step_up_in_turn,
+)
 from research.settings import BenchSettings
 from tests.conftest import Bundle
 from tests.research.bench.builders import GOALS
@@ -79,3 +85,26 @@ def test_targets_step_up_in_turn_each_until_its_first_broken_rate() -> None:
     ]
     assert [s.rate for s in steps[FIT]] == [100.0, 200.0]
     assert [s.held for s in steps[ECHO]] == [True, True, True, False]
+
+
+def test_a_broken_rate_is_run_again_before_it_ends_the_step_up() -> None:
+    """One broken run at 200/s is run again and holds: FIT goes on to 300/s, where both runs
+    break; `best` looks past the rerun rate."""
+    outcomes = {(FIT, 200.0): [False, True], (FIT, 300.0): [False, False]}
+    calls: list[tuple[str, float]] = []
+
+    def measure(target: str, rate: float) -> RateStep:
+        calls.append((target, rate))
+        return judged(rate, outcomes.get((target, rate), [True]).pop(0))
+
+    steps = step_up_in_turn([FIT], (100.0, 200.0, 300.0, 400.0), measure, "", False, reruns=1)
+    assert calls == [(FIT, 100.0), (FIT, 200.0), (FIT, 200.0), (FIT, 300.0), (FIT, 300.0)]
+    assert [(s.rate, s.held, s.rerun) for s in steps[FIT]] == [
+        (100.0, True, False),
+        (200.0, False, False),
+        (200.0, True, True),
+        (300.0, False, False),
+        (300.0, False, True),
+    ]
+    throughput = Throughput(FIT, "json", 2, 3, 1_000, steps=steps[FIT])
+    assert throughput.best is not None and throughput.best.rate == 200.0
